@@ -1,0 +1,41 @@
+//! What this machine offers: CPUs, memory, GPUs, and the workload kinds
+//! that follow from them.
+
+use fleet_protocol::Capabilities;
+
+use crate::gpu;
+use crate::workloads;
+
+/// Detects this machine's capabilities; `tags` come from the operator.
+pub fn detect(tags: &[String]) -> Capabilities {
+    let gpus = gpu::detect();
+    let kinds = workloads::offered(!gpus.is_empty());
+    Capabilities {
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        memory_mb: total_memory_mb(),
+        cuda_driver: if gpus.is_empty() {
+            None
+        } else {
+            gpu::driver_version()
+        },
+        gpus,
+        kinds,
+        tags: tags.iter().filter(|t| !t.is_empty()).cloned().collect(),
+    }
+}
+
+/// Total memory from /proc/meminfo; 0 where that cannot be read.
+fn total_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}

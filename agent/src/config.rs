@@ -1,0 +1,87 @@
+//! The agent's command line, with `FLEET_*` environment fallbacks.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fleet_protocol::defaults;
+use fleet_protocol::logging::LogFormat;
+
+/// fleet-agent: runs jobs the fleet balancer assigns to this machine.
+#[derive(Debug, Parser)]
+#[command(name = "fleet-agent", version, about)]
+pub struct Config {
+    /// NATS server URL.
+    #[arg(long, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL)]
+    pub nats_url: String,
+
+    /// This agent's id: one token of [A-Za-z0-9_-]. Defaults to the host name.
+    #[arg(long, env = "FLEET_AGENT_ID")]
+    pub id: Option<String>,
+
+    /// How many jobs run at once.
+    #[arg(long, env = "FLEET_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub slots: u32,
+
+    /// Tags the balancer can match jobs against (model families, pools).
+    #[arg(long, env = "FLEET_TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+
+    /// How often to report liveness and running jobs.
+    #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Log format: text or json.
+    #[arg(long, env = "FLEET_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every CUDA workload on each local GPU and check it against the CPU.
+    Selftest {
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Config {
+    /// The agent id, from `--id` or the host name.
+    pub fn agent_id(&self) -> anyhow::Result<String> {
+        let id = match &self.id {
+            Some(id) => id.clone(),
+            None => hostname_id(),
+        };
+        fleet_protocol::is_valid_token(&id)
+            .map_err(|e| anyhow::anyhow!("invalid agent id {id:?}: {e}"))?;
+        Ok(id)
+    }
+}
+
+/// The host name, with every character outside the id alphabet replaced.
+fn hostname_id() -> String {
+    let raw = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "agent".to_string());
+    let id: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(fleet_protocol::ids::MAX_ID_LEN)
+        .collect();
+    if id.is_empty() {
+        "agent".to_string()
+    } else {
+        id
+    }
+}

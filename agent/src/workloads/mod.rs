@@ -1,0 +1,61 @@
+//! The workloads an agent can run, by kind.
+//!
+//! Each kind lives in its own file and turns JSON arguments into a JSON
+//! result or an error string that becomes the attempt's error. Every run is
+//! bounded by the job's timeout.
+
+mod echo;
+mod sleep;
+pub mod vector_add;
+
+use std::time::Duration;
+
+use fleet_protocol::Assignment;
+use serde_json::Value;
+
+use crate::gpu;
+
+/// The kinds this agent offers: GPU kinds only with a usable GPU.
+pub fn offered(has_gpu: bool) -> Vec<String> {
+    let mut kinds = vec!["sleep".to_string(), "echo".to_string()];
+    if has_gpu && gpu::nvrtc_present() {
+        kinds.push(vector_add::KIND.to_string());
+    }
+    kinds
+}
+
+/// Dispatches assignments to their workload.
+pub struct Workloads {
+    has_gpu: bool,
+}
+
+impl Workloads {
+    pub fn detect() -> Workloads {
+        Workloads {
+            has_gpu: gpu::driver_present() && gpu::nvrtc_present(),
+        }
+    }
+
+    /// Runs one assignment within its timeout.
+    pub async fn run(&self, a: &Assignment) -> Result<Value, String> {
+        let limit = Duration::from_millis(a.timeout_ms.max(1));
+        let work = async {
+            match a.kind.as_str() {
+                "sleep" => sleep::run(&a.args).await,
+                "echo" => echo::run(&a.args),
+                vector_add::KIND if self.has_gpu => {
+                    let args = a.args.clone();
+                    let device = a.gpus.first().copied().unwrap_or(0) as usize;
+                    tokio::task::spawn_blocking(move || vector_add::run_json(device, &args))
+                        .await
+                        .map_err(|e| format!("workload task failed: {e}"))?
+                }
+                other => Err(format!("this agent does not run workload kind {other:?}")),
+            }
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("timed out after {} ms", a.timeout_ms)),
+        }
+    }
+}

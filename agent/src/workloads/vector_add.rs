@@ -1,0 +1,122 @@
+//! `cuda.vector_add`: `{"n": N}` — adds two N-element f32 vectors on the
+//! GPU with an NVRTC-compiled kernel and checks the sum on the CPU.
+
+use std::time::Instant;
+
+use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
+use serde_json::{json, Value};
+
+pub const KIND: &str = "cuda.vector_add";
+/// The largest N accepted: 3 × 4 bytes × N stays under 3 GiB of device memory.
+pub const MAX_N: u64 = 1 << 28;
+
+const SOURCE: &str = r#"
+extern "C" __global__ void vector_add(const float* a, const float* b, float* c, unsigned int n) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { c[i] = a[i] + b[i]; }
+}
+"#;
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub n: u64,
+    pub correct: bool,
+    pub max_abs_error: f32,
+    pub checksum: f64,
+    pub device_ms: f64,
+    /// Bytes moved by the kernel (read a, read b, write c) per second.
+    pub gb_per_s: f64,
+}
+
+/// Parses `{"n": N}` and runs on `device`.
+pub fn run_json(device: usize, args: &Value) -> Result<Value, String> {
+    let n = parse_n(args)?;
+    let r = run(device, n)?;
+    if !r.correct {
+        return Err(format!(
+            "GPU result differs from the CPU reference (max error {})",
+            r.max_abs_error
+        ));
+    }
+    Ok(json!({
+        "n": r.n,
+        "checksum": r.checksum,
+        "max_abs_error": r.max_abs_error,
+        "device_ms": r.device_ms,
+        "gb_per_s": r.gb_per_s,
+    }))
+}
+
+/// Reads N from the arguments, refusing what cannot run.
+pub fn parse_n(args: &Value) -> Result<u64, String> {
+    let n = args
+        .get("n")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| "cuda.vector_add: \"n\" must be a positive integer".to_string())?;
+    if n == 0 || n > MAX_N {
+        return Err(format!("cuda.vector_add: n must be 1..={MAX_N}, got {n}"));
+    }
+    Ok(n)
+}
+
+/// Runs the kernel on `device` and compares with the CPU.
+pub fn run(device: usize, n: u64) -> Result<Report, String> {
+    let cuda = |e: cudarc::driver::DriverError| format!("CUDA: {e}");
+    let ctx = CudaContext::new(device).map_err(cuda)?;
+    let stream = ctx.default_stream();
+    let ptx = cudarc::nvrtc::compile_ptx(SOURCE).map_err(|e| format!("NVRTC: {e}"))?;
+    let module = ctx.load_module(ptx).map_err(cuda)?;
+    let function = module.load_function("vector_add").map_err(cuda)?;
+
+    let len = n as usize;
+    let a: Vec<f32> = (0..len).map(|i| (i % 1024) as f32 * 0.5).collect();
+    let b: Vec<f32> = (0..len).map(|i| (i % 977) as f32 * 0.25).collect();
+    let a_dev = stream.clone_htod(&a).map_err(cuda)?;
+    let b_dev = stream.clone_htod(&b).map_err(cuda)?;
+    let mut c_dev = stream.alloc_zeros::<f32>(len).map_err(cuda)?;
+    let n32 = n as u32;
+    let config = LaunchConfig::for_num_elems(n32);
+
+    stream.synchronize().map_err(cuda)?;
+    let began = Instant::now();
+    let mut launch = stream.launch_builder(&function);
+    launch.arg(&a_dev).arg(&b_dev).arg(&mut c_dev).arg(&n32);
+    // SAFETY: the kernel's signature is (const float*, const float*,
+    // float*, unsigned int) and the arguments match it; all three buffers
+    // hold n elements and the kernel guards i < n.
+    unsafe { launch.launch(config) }.map_err(cuda)?;
+    stream.synchronize().map_err(cuda)?;
+    let device_ms = began.elapsed().as_secs_f64() * 1000.0;
+
+    let c = stream.clone_dtoh(&c_dev).map_err(cuda)?;
+    let mut max_abs_error = 0f32;
+    let mut checksum = 0f64;
+    for i in 0..len {
+        max_abs_error = max_abs_error.max((c[i] - (a[i] + b[i])).abs());
+        checksum += f64::from(c[i]);
+    }
+    let bytes = 3.0 * 4.0 * n as f64;
+    Ok(Report {
+        n,
+        correct: max_abs_error == 0.0,
+        max_abs_error,
+        checksum,
+        device_ms,
+        gb_per_s: bytes / (device_ms / 1000.0) / 1e9,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_sizes_before_touching_cuda() {
+        assert!(parse_n(&json!({})).is_err());
+        assert!(parse_n(&json!({"n": 0})).is_err());
+        assert!(parse_n(&json!({"n": -3})).is_err());
+        assert!(parse_n(&json!({"n": MAX_N + 1})).is_err());
+        assert_eq!(parse_n(&json!({"n": 1024})), Ok(1024));
+    }
+}

@@ -1,0 +1,57 @@
+//! The balancer's command line, with `FLEET_*` environment fallbacks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use fleet_protocol::defaults;
+use fleet_protocol::logging::LogFormat;
+
+/// fleet-balancer: places queued jobs on agents and keeps their state in Redis.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fleet-balancer", version, about)]
+pub struct Config {
+    /// NATS server URL.
+    #[arg(long, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL)]
+    pub nats_url: String,
+
+    /// Redis server URL.
+    #[arg(long, env = "FLEET_REDIS_URL", default_value = defaults::REDIS_URL)]
+    pub redis_url: String,
+
+    /// Address for the stats API and health check.
+    #[arg(long, env = "FLEET_HTTP_ADDR", default_value = defaults::HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+
+    /// An agent silent this long is unhealthy and gets no new jobs.
+    #[arg(long, env = "FLEET_HEARTBEAT_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Duration,
+
+    /// How long an agent has to confirm it started an assigned job.
+    #[arg(long, env = "FLEET_ACCEPT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub accept_timeout: Duration,
+
+    /// A running job's lease lasts its timeout times this factor.
+    #[arg(long, env = "FLEET_JOB_TIMEOUT_BUFFER", default_value_t = defaults::JOB_TIMEOUT_BUFFER)]
+    pub job_timeout_buffer: f64,
+
+    /// Attempts per job when the producer does not say.
+    #[arg(long, env = "FLEET_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+
+    /// Stop pulling submissions while more than this many jobs are queued.
+    #[arg(long, env = "FLEET_MAX_QUEUED", default_value_t = defaults::MAX_QUEUED)]
+    pub max_queued: u64,
+
+    /// Period of the housekeeping tick (re-checks agent health).
+    #[arg(long, env = "FLEET_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Placement policy. `composite` scores availability, success rate and speed.
+    #[arg(long, env = "FLEET_POLICY", default_value = "composite", value_parser = ["composite"])]
+    pub policy: String,
+
+    /// Log format: text or json.
+    #[arg(long, env = "FLEET_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,258 @@
+//! Events: applies the agents' reports from `FLEET_EVENTS` to Redis.
+//!
+//! A batch of events is decoded, applied in stream order by one call of
+//! `events.lua`, then each terminal outcome's result is published, and
+//! only after its publish is acknowledged is the event acked. A crash
+//! anywhere in between redelivers the events: the scripts recognise what
+//! they already applied and the result is published again under the same
+//! message id, so nothing is counted twice and no result is lost.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use fleet_protocol::event::BadEvent;
+use fleet_protocol::{
+    streams, subjects, time::now_ms, AgentEvent, ControlMessage, JobResult, JobState,
+};
+use tokio::sync::Notify;
+
+use crate::directory::Directory;
+use crate::durable::{self, BatchHandler};
+use crate::results;
+use crate::store::{EventArgs, Store};
+use crate::Config;
+
+const DURABLE: &str = "fleet-balancer-events";
+
+/// Runs the event consumer forever.
+pub async fn run(
+    js: jetstream::Context,
+    store: Store,
+    directory: Arc<Directory>,
+    wake: Arc<Notify>,
+    config: Arc<Config>,
+) -> anyhow::Result<()> {
+    let handler = Events {
+        js: js.clone(),
+        store,
+        directory,
+        wake,
+        config,
+    };
+    durable::consume(js, streams::EVENTS, DURABLE, handler).await
+}
+
+struct Events {
+    js: jetstream::Context,
+    store: Store,
+    directory: Arc<Directory>,
+    wake: Arc<Notify>,
+    config: Arc<Config>,
+}
+
+/// The script arguments of one event.
+fn script_fields(event: &AgentEvent) -> Vec<String> {
+    match event {
+        AgentEvent::Register(e) => vec![
+            e.agent_id.clone(),
+            e.incarnation.clone(),
+            e.slots.to_string(),
+            serde_json::to_string(&e.capabilities).unwrap_or_else(|_| "{}".into()),
+        ],
+        AgentEvent::Heartbeat(e) => vec![
+            e.agent_id.clone(),
+            e.incarnation.clone(),
+            e.running.len().to_string(),
+        ],
+        AgentEvent::Started(e) => vec![e.agent_id.clone(), e.job_id.clone(), e.attempt.to_string()],
+        AgentEvent::Completed(e) => vec![
+            e.agent_id.clone(),
+            e.job_id.clone(),
+            e.attempt.to_string(),
+            e.result.to_string(),
+            e.duration_ms.to_string(),
+        ],
+        AgentEvent::Failed(e) => vec![
+            e.agent_id.clone(),
+            e.job_id.clone(),
+            e.attempt.to_string(),
+            e.error.clone(),
+            e.duration_ms.to_string(),
+        ],
+    }
+}
+
+impl BatchHandler for Events {
+    async fn handle(&mut self, batch: Vec<jetstream::Message>) {
+        let mut args = EventArgs::default();
+        let mut events = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        for message in batch {
+            match decode(&message) {
+                Ok(event) => {
+                    args.push(event.type_name(), script_fields(&event));
+                    events.push(event);
+                    messages.push(message);
+                }
+                Err(error) => {
+                    tracing::warn!(subject = %message.subject, %error, "bad event dropped");
+                    if let Err(e) = self.store.count("bad_events", 1).await {
+                        tracing::warn!(error = %e, "cannot count bad event");
+                    }
+                    durable::discard(&message).await;
+                }
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let replies = match self
+            .store
+            .apply_events(&args, now, self.config.job_timeout_buffer)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "applying events failed; they will be redelivered");
+                for m in &messages {
+                    durable::retry_later(m).await;
+                }
+                return;
+            }
+        };
+
+        let mut publishes: Vec<(usize, PublishAckFuture)> = Vec::new();
+        let mut failed_publish = vec![false; events.len()];
+        let mut freed = false;
+        for (i, (event, reply)) in events.iter().zip(&replies).enumerate() {
+            match self.apply_outcome(event, reply, now).await {
+                Outcome::Nothing => {}
+                Outcome::Freed => freed = true,
+                Outcome::Publish(result, freed_slot) => {
+                    freed |= freed_slot;
+                    match results::publish(&self.js, &result).await {
+                        Ok(ack) => publishes.push((i, ack)),
+                        Err(e) => {
+                            tracing::error!(job_id = %result.job_id, error = %e, "cannot publish result");
+                            failed_publish[i] = true;
+                        }
+                    }
+                }
+            }
+        }
+        if freed {
+            self.wake.notify_one();
+        }
+        for (i, ack) in publishes {
+            if let Err(e) = ack.await {
+                tracing::error!(error = %e, "result publish not acknowledged");
+                failed_publish[i] = true;
+            }
+        }
+        for (message, failed) in messages.iter().zip(failed_publish) {
+            if failed {
+                durable::retry_later(message).await;
+            } else {
+                durable::ack(message).await;
+            }
+        }
+    }
+}
+
+/// What an applied event asks of the balancer afterwards.
+enum Outcome {
+    Nothing,
+    /// A slot came free: schedule again.
+    Freed,
+    /// A job ended: publish its result (and whether a slot came free).
+    Publish(JobResult, bool),
+}
+
+impl Events {
+    async fn apply_outcome(&self, event: &AgentEvent, reply: &[String], now: u64) -> Outcome {
+        let status = reply.first().map(String::as_str).unwrap_or("");
+        let agent = event.agent_id();
+        self.directory.touch(agent, now);
+        match (event, status) {
+            (AgentEvent::Register(e), "ok") => {
+                let leases = reply.get(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+                tracing::info!(agent_id = %agent, slots = e.slots, gpus = e.capabilities.gpus.len(), leases, "agent registered");
+                self.directory
+                    .register(agent, e.slots, e.capabilities.clone(), leases, now);
+                Outcome::Freed
+            }
+            (AgentEvent::Heartbeat(_), "unknown_agent") => {
+                tracing::info!(agent_id = %agent, "heartbeat from unknown agent; asking it to register");
+                self.ask_to_register(agent).await;
+                Outcome::Nothing
+            }
+            (AgentEvent::Started(e), "ok") => {
+                tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job started");
+                Outcome::Nothing
+            }
+            (AgentEvent::Completed(e), "accepted" | "duplicate") => {
+                let accepted = status == "accepted";
+                if accepted {
+                    tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
+                    self.directory.released(agent, true);
+                }
+                let result = JobResult {
+                    job_id: e.job_id.clone(),
+                    state: JobState::Succeeded,
+                    result: Some(e.result.clone()),
+                    error: None,
+                    agent_id: Some(agent.to_string()),
+                    attempts: results::history(reply.get(1)),
+                    finished_at_ms: now,
+                };
+                Outcome::Publish(result, accepted)
+            }
+            (AgentEvent::Failed(e), "requeued") => {
+                tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
+                self.directory.released(agent, false);
+                Outcome::Freed
+            }
+            (AgentEvent::Failed(e), "dead" | "duplicate_dead") => {
+                let fresh = status == "dead";
+                if fresh {
+                    tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
+                    self.directory.released(agent, false);
+                }
+                let result = JobResult {
+                    job_id: e.job_id.clone(),
+                    state: JobState::Dead,
+                    result: None,
+                    error: Some(e.error.clone()),
+                    agent_id: None,
+                    attempts: results::history(reply.get(1)),
+                    finished_at_ms: now,
+                };
+                Outcome::Publish(result, fresh)
+            }
+            (_, "ok" | "duplicate") => Outcome::Nothing,
+            (_, other) => {
+                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, "event changed nothing");
+                Outcome::Nothing
+            }
+        }
+    }
+
+    async fn ask_to_register(&self, agent: &str) {
+        let Ok(body) = serde_json::to_vec(&ControlMessage::Register) else {
+            return;
+        };
+        if let Err(e) = self
+            .js
+            .client()
+            .publish(subjects::control(agent), body.into())
+            .await
+        {
+            tracing::warn!(agent_id = %agent, error = %e, "cannot ask agent to register");
+        }
+    }
+}
+
+fn decode(message: &jetstream::Message) -> Result<AgentEvent, BadEvent> {
+    AgentEvent::decode(&message.subject, &message.payload)
+}

@@ -1,0 +1,33 @@
+-- completed.lua: an agent finished an attempt successfully. The result is
+-- accepted only from the lease holder's current attempt, once per job
+-- (invariant 2). A repeat of the accepted completion (a redelivered event)
+-- answers 'duplicate' so the caller can re-publish the result.
+-- Returns {'accepted', history}, {'duplicate', history}, {'stale'} or
+-- {'unknown_job'}.
+
+local function on_completed(agent, id, attempt, result, duration_ms, now)
+  local key = k_job(id)
+  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'done_by')
+  if not job[1] then
+    stat('unknown_job_events')
+    return {'unknown_job'}
+  end
+  local current = job[3] == agent and tonumber(job[2]) == attempt
+  if current and (job[1] == 'assigned' or job[1] == 'running') then
+    release_lease(id, agent)
+    local history = push_history(id, {
+      attempt = attempt, agent_id = agent, outcome = 'succeeded',
+      duration_ms = duration_ms,
+    })
+    redis.call('HSET', key, 'state', 'succeeded', 'result', result,
+      'finished_at', now, 'done_by', agent .. '/' .. attempt, 'error', '')
+    redis.call('HINCRBY', k_agent(agent), 'succeeded', 1)
+    stat('succeeded')
+    return {'accepted', history}
+  end
+  if job[1] == 'succeeded' and job[4] == agent .. '/' .. attempt then
+    return {'duplicate', redis.call('HGET', key, 'history')}
+  end
+  stat('stale_events')
+  return {'stale'}
+end

@@ -1,0 +1,33 @@
+-- events.lua: applies a batch of agent events in stream order, one handler
+-- per event type (the files concatenated before this one).
+--
+-- ARGV: prefix, now_ms, job_timeout_buffer, then per event:
+--   type, field_count, fields...
+-- Returns one reply table per event, in order.
+
+local now = tonumber(ARGV[2])
+local buffer = tonumber(ARGV[3])
+local out = {}
+local i = 4
+while i <= #ARGV do
+  local kind, n, a = ARGV[i], tonumber(ARGV[i + 1]), i + 2
+  local r
+  if kind == 'started' then
+    r = on_started(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, buffer)
+  elseif kind == 'completed' then
+    r = on_completed(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3],
+      tonumber(ARGV[a + 4]), now)
+  elseif kind == 'failed' then
+    r = on_failed(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3],
+      tonumber(ARGV[a + 4]), now)
+  elseif kind == 'register' then
+    r = on_register(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], now)
+  elseif kind == 'heartbeat' then
+    r = on_heartbeat(ARGV[a], ARGV[a + 1], ARGV[a + 2], now)
+  else
+    r = {'unknown_event'}
+  end
+  out[#out + 1] = r
+  i = a + n
+end
+return out

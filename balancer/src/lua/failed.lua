@@ -1,0 +1,23 @@
+-- failed.lua: an agent reports an attempt failed. Only the lease holder's
+-- current attempt counts; the job is re-queued one class up or, with its
+-- attempts spent, dead-lettered.
+-- Returns {'requeued'}, {'dead', history}, {'duplicate_dead', history} (a
+-- redelivered copy of the failure that killed it), {'stale'} or
+-- {'unknown_job'}.
+
+local function on_failed(agent, id, attempt, err, duration_ms, now)
+  local job = redis.call('HMGET', k_job(id), 'state', 'attempt', 'agent')
+  if not job[1] then
+    stat('unknown_job_events')
+    return {'unknown_job'}
+  end
+  local current = job[3] == agent and tonumber(job[2]) == attempt
+  if current and (job[1] == 'assigned' or job[1] == 'running') then
+    return fail_attempt(id, agent, attempt, err, duration_ms, now)
+  end
+  if current and job[1] == 'dead' then
+    return {'duplicate_dead', redis.call('HGET', k_job(id), 'history')}
+  end
+  stat('stale_events')
+  return {'stale'}
+end

@@ -1,0 +1,81 @@
+-- lib.lua: key names and helpers shared by every fleet script.
+--
+-- The Rust side prepends this file to each script (concat! of include_str!),
+-- so the helpers are plain locals. ARGV[1] is always the key prefix, e.g.
+-- "fleet:{fleet}"; the names below must match protocol/src/keys.rs.
+-- Every key shares the prefix's hash tag, so a script touches one slot.
+
+local P = ARGV[1]
+local K_QUEUE = P .. ':queue'
+local K_LEASES = P .. ':leases'
+local K_SEQ = P .. ':seq'
+local K_AGENTS = P .. ':agents'
+local K_STATS = P .. ':stats'
+
+local function k_job(id) return P .. ':job:' .. id end
+local function k_agent(id) return P .. ':agent:' .. id end
+local function k_agent_jobs(id) return P .. ':agent:' .. id .. ':jobs' end
+
+-- Queue order is (priority, arrival): higher rank first, then lower seq.
+-- 2^44 arrivals per class is far beyond any real queue's lifetime, and the
+-- largest score stays below 2^53, so doubles hold it exactly.
+local PRIO_SPAN = 17592186044416
+
+local function stat(field, n)
+  redis.call('HINCRBY', K_STATS, field, n or 1)
+end
+
+-- Puts a job at the back of its priority class.
+local function push_queue(id, rank)
+  local seq = redis.call('INCR', K_SEQ)
+  local score = (3 - rank) * PRIO_SPAN + seq
+  redis.call('ZADD', K_QUEUE, string.format('%d', score), id)
+end
+
+-- Drops a job's lease from the lease index and from its agent's set.
+local function release_lease(id, agent)
+  redis.call('ZREM', K_LEASES, id)
+  if agent and agent ~= '' then
+    redis.call('SREM', k_agent_jobs(agent), id)
+  end
+end
+
+-- Appends one attempt record to the job's history (a JSON array) and
+-- returns the new history as JSON.
+local function push_history(id, record)
+  local raw = redis.call('HGET', k_job(id), 'history')
+  local list = {}
+  if raw and raw ~= '' and raw ~= '[]' then list = cjson.decode(raw) end
+  list[#list + 1] = record
+  local encoded = cjson.encode(list)
+  redis.call('HSET', k_job(id), 'history', encoded)
+  return encoded
+end
+
+-- Ends the current attempt of a leased job as failed: back to the queue one
+-- priority class up, or dead-lettered once max_attempts is spent.
+-- Returns {'requeued'} or {'dead', history}.
+local function fail_attempt(id, agent, attempt, err, duration_ms, now)
+  local key = k_job(id)
+  release_lease(id, agent)
+  local history = push_history(id, {
+    attempt = attempt, agent_id = agent, outcome = 'failed',
+    error = err, duration_ms = duration_ms,
+  })
+  stat('failed_attempts')
+  redis.call('HINCRBY', k_agent(agent), 'failed', 1)
+  local job = redis.call('HMGET', key, 'max_attempts', 'rank')
+  if attempt >= tonumber(job[1]) then
+    -- The agent field stays, so a redelivered copy of this failure is
+    -- recognised as the same event.
+    redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_at', now)
+    stat('dead')
+    return {'dead', history}
+  end
+  local rank = math.min(tonumber(job[2]) + 1, 3)
+  redis.call('HSET', key, 'state', 'queued', 'rank', rank, 'agent', '',
+    'error', err)
+  push_queue(id, rank)
+  stat('retried')
+  return {'requeued'}
+end

@@ -1,0 +1,20 @@
+-- peek.lua: reads the head of the queue for the scheduler, without
+-- changing anything.
+--
+-- ARGV: prefix, limit
+-- Returns 6 fields per queued job, in queue order:
+--   id, kind, args_json, rank, timeout_ms, requires_json
+
+local ids = redis.call('ZRANGE', K_QUEUE, 0, tonumber(ARGV[2]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  local j = redis.call('HMGET', k_job(id), 'kind', 'args', 'rank', 'timeout_ms', 'requires')
+  if j[1] then
+    out[#out + 1] = id
+    for f = 1, 5 do out[#out + 1] = j[f] end
+  else
+    -- A queue entry without its job cannot run; drop it so it cannot block.
+    redis.call('ZREM', K_QUEUE, id)
+  end
+end
+return out

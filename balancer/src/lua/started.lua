@@ -1,0 +1,28 @@
+-- started.lua: an agent began an attempt. Only the lease holder's current
+-- attempt moves the job to running; its lease then lasts for the job's
+-- timeout times the buffer.
+-- Returns {'ok'}, {'duplicate'}, {'stale'} or {'unknown_job'}.
+
+local function on_started(agent, id, attempt, now, buffer)
+  local key = k_job(id)
+  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'timeout_ms')
+  if not job[1] then
+    stat('unknown_job_events')
+    return {'unknown_job'}
+  end
+  if job[3] ~= agent or tonumber(job[2]) ~= attempt then
+    stat('stale_events')
+    return {'stale'}
+  end
+  if job[1] == 'assigned' then
+    redis.call('HSET', key, 'state', 'running', 'started_at', now)
+    local deadline = now + math.ceil(tonumber(job[4]) * buffer)
+    redis.call('ZADD', K_LEASES, string.format('%d', deadline), id)
+    stat('started')
+    return {'ok'}
+  elseif job[1] == 'running' then
+    return {'duplicate'}
+  end
+  stat('stale_events')
+  return {'stale'}
+end

@@ -1,0 +1,50 @@
+//! The Lua scripts, loaded from `src/lua/` at compile time.
+//!
+//! `lib.lua` (key names and shared helpers) is prepended to each script, so
+//! the helpers exist once in the source and each script stays one
+//! self-contained EVAL. `events.lua` also carries every event handler, so
+//! one call applies a whole batch of mixed events in stream order.
+
+use redis::Script;
+
+/// Every script the balancer runs.
+pub struct Scripts {
+    pub enqueue: Script,
+    pub peek: Script,
+    pub assign: Script,
+    pub events: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Scripts {
+        Scripts {
+            enqueue: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/enqueue.lua")
+            )),
+            peek: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/peek.lua")
+            )),
+            assign: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/assign.lua")
+            )),
+            events: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/started.lua"),
+                include_str!("lua/completed.lua"),
+                include_str!("lua/failed.lua"),
+                include_str!("lua/register.lua"),
+                include_str!("lua/heartbeat.lua"),
+                include_str!("lua/events.lua")
+            )),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts::new()
+    }
+}

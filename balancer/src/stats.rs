@@ -1,0 +1,121 @@
+//! The stats document served at `GET /api/admin/load-balancer`.
+//!
+//! Everything in it is read from Redis, so a restarted balancer, or a
+//! second one, reports the same totals.
+
+use serde::Serialize;
+
+use crate::directory::AgentView;
+use crate::placement::{score, Weights};
+use crate::store::{Store, StoreResult};
+
+/// The fleet-wide document. Field names are a contract (DESIGN.md).
+#[derive(Debug, Serialize)]
+pub struct StatsDocument {
+    pub total_agents: usize,
+    pub healthy_agents: usize,
+    pub total_capacity: u64,
+    pub current_load: u64,
+    pub utilization: f64,
+    pub queued_jobs: u64,
+    pub assigned_jobs: u64,
+    pub total_jobs_retried: i64,
+    pub total_jobs_submitted: i64,
+    pub total_jobs_assigned: i64,
+    pub total_jobs_succeeded: i64,
+    pub total_jobs_dead: i64,
+    pub total_jobs_rejected: i64,
+    pub total_failed_attempts: i64,
+    pub total_duplicate_submissions: i64,
+    pub total_stale_events: i64,
+    pub total_bad_events: i64,
+    pub agents: Vec<AgentStats>,
+}
+
+/// One agent's line in the document.
+#[derive(Debug, Serialize)]
+pub struct AgentStats {
+    pub agent_id: String,
+    pub current_jobs: u32,
+    pub max_jobs: u32,
+    pub load_percent: f64,
+    pub success_rate: f64,
+    pub score: f64,
+    pub is_healthy: bool,
+    pub gpus: usize,
+    pub kinds: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// Reads the document from Redis. `healthy` decides an agent's health
+/// from its record.
+pub async fn collect(
+    store: &Store,
+    healthy: impl Fn(&AgentView) -> bool,
+) -> StoreResult<StatsDocument> {
+    let (counters, queued, leased) = store.counters().await?;
+    let agents = store.load_agents().await?;
+    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+
+    let mut doc_agents = Vec::with_capacity(agents.len());
+    let (mut healthy_agents, mut capacity, mut load) = (0, 0u64, 0u64);
+    for record in agents {
+        let view = AgentView {
+            id: record.id,
+            slots: record.slots,
+            leases: record.leases,
+            capabilities: record.capabilities,
+            last_seen_ms: record.last_seen_ms,
+            succeeded: record.succeeded,
+            failed: record.failed,
+            alive: record.alive,
+        };
+        let is_healthy = healthy(&view);
+        if is_healthy {
+            healthy_agents += 1;
+            capacity += u64::from(view.slots);
+        }
+        load += u64::from(view.leases);
+        doc_agents.push(AgentStats {
+            current_jobs: view.leases,
+            max_jobs: view.slots,
+            load_percent: percent(u64::from(view.leases), u64::from(view.slots)),
+            success_rate: view.success_rate(),
+            score: score(&view, view.free_slots(), Weights::default()),
+            is_healthy,
+            gpus: view.capabilities.gpus.len(),
+            kinds: view.capabilities.kinds.clone(),
+            tags: view.capabilities.tags.clone(),
+            agent_id: view.id,
+        });
+    }
+    doc_agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    Ok(StatsDocument {
+        total_agents: doc_agents.len(),
+        healthy_agents,
+        total_capacity: capacity,
+        current_load: load,
+        utilization: percent(load, capacity) / 100.0,
+        queued_jobs: queued,
+        assigned_jobs: leased,
+        total_jobs_retried: counter("retried"),
+        total_jobs_submitted: counter("submitted"),
+        total_jobs_assigned: counter("assigned"),
+        total_jobs_succeeded: counter("succeeded"),
+        total_jobs_dead: counter("dead"),
+        total_jobs_rejected: counter("rejected"),
+        total_failed_attempts: counter("failed_attempts"),
+        total_duplicate_submissions: counter("duplicates"),
+        total_stale_events: counter("stale_events"),
+        total_bad_events: counter("bad_events"),
+        agents: doc_agents,
+    })
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}

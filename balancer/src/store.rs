@@ -1,0 +1,320 @@
+//! Typed calls to Redis: each method is one round trip, most of them one
+//! Lua script over a batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_protocol::{Capabilities, Keys, Requirements, ValidJob};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+use crate::scripts::Scripts;
+
+/// A Redis failure, or a reply the scripts should never give.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis reply: {0}")]
+    Parse(#[from] redis::ParsingError),
+    #[error("unexpected reply from {script}: {detail}")]
+    Reply {
+        script: &'static str,
+        detail: String,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the enqueue script did with one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// The id was seen before; nothing changed.
+    Duplicate,
+}
+
+/// A queued job as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub id: String,
+    pub kind: String,
+    /// The job's arguments, as the JSON text stored at submission.
+    pub args: String,
+    pub rank: u8,
+    pub timeout_ms: u64,
+    pub requires: Requirements,
+}
+
+/// What the assign script did with one placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigned {
+    /// Leased; the value is the attempt number, the lease's fencing token.
+    Leased(u32),
+    Refused(String),
+}
+
+/// An agent as stored in Redis.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: String,
+    pub slots: u32,
+    pub capabilities: Capabilities,
+    pub last_seen_ms: u64,
+    pub leases: u32,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub alive: bool,
+}
+
+/// The Redis side of the balancer. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+}
+
+impl Store {
+    pub async fn connect(url: &str, keys: Keys) -> StoreResult<Store> {
+        let client = redis::Client::open(url)?;
+        // Batched scripts take milliseconds, not the default 500 ms budget
+        // of a single command; allow for a slow disk under AOF too.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Store {
+            conn,
+            keys,
+            scripts: Arc::new(Scripts::new()),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A connection for one-off commands.
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Enqueues a batch; returns each job's outcome and the queue depth.
+    pub async fn enqueue(
+        &self,
+        jobs: &[ValidJob],
+        now_ms: u64,
+    ) -> StoreResult<(Vec<Enqueued>, u64)> {
+        let mut call = self.scripts.enqueue.prepare_invoke();
+        call.key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(now_ms);
+        for job in jobs {
+            call.arg(&job.id)
+                .arg(&job.kind)
+                .arg(job.args.to_string())
+                .arg(job.priority.rank())
+                .arg(job.timeout.as_millis() as u64)
+                .arg(job.max_attempts)
+                .arg(serde_json::to_string(&job.requires).unwrap_or_else(|_| "{}".into()));
+        }
+        let mut reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await?;
+        let depth = reply
+            .pop()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| reply_error("enqueue", "missing queue depth"))?;
+        if reply.len() != jobs.len() {
+            return Err(reply_error("enqueue", "one status per job expected"));
+        }
+        let outcomes = reply
+            .iter()
+            .map(|s| match s.as_str() {
+                "duplicate" => Enqueued::Duplicate,
+                _ => Enqueued::Queued,
+            })
+            .collect();
+        Ok((outcomes, depth))
+    }
+
+    /// The first `limit` queued jobs, in priority then arrival order.
+    pub async fn peek(&self, limit: usize) -> StoreResult<Vec<QueuedJob>> {
+        let reply: Vec<String> = self
+            .scripts
+            .peek
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if !reply.len().is_multiple_of(6) {
+            return Err(reply_error("peek", "6 fields per job expected"));
+        }
+        Ok(reply
+            .chunks_exact(6)
+            .map(|f| QueuedJob {
+                id: f[0].clone(),
+                kind: f[1].clone(),
+                args: f[2].clone(),
+                rank: f[3].parse().unwrap_or(1),
+                timeout_ms: f[4].parse().unwrap_or(0),
+                requires: serde_json::from_str(&f[5]).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Commits placements `(job_id, agent_id)` as leases.
+    pub async fn assign(
+        &self,
+        placements: &[(&str, &str)],
+        now_ms: u64,
+        lease_deadline_ms: u64,
+    ) -> StoreResult<Vec<Assigned>> {
+        let mut call = self.scripts.assign.prepare_invoke();
+        call.key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(now_ms)
+            .arg(lease_deadline_ms);
+        for (job, agent) in placements {
+            call.arg(*job).arg(*agent);
+        }
+        let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await?;
+        if reply.len() != placements.len() {
+            return Err(reply_error("assign", "one outcome per placement expected"));
+        }
+        Ok(reply
+            .into_iter()
+            .map(|s| match s.parse() {
+                Ok(attempt) => Assigned::Leased(attempt),
+                Err(_) => Assigned::Refused(s),
+            })
+            .collect())
+    }
+
+    /// Applies a batch of agent events in order; one reply per event.
+    pub async fn apply_events(
+        &self,
+        batch: &EventArgs,
+        now_ms: u64,
+        job_timeout_buffer: f64,
+    ) -> StoreResult<Vec<Vec<String>>> {
+        let mut call = self.scripts.events.prepare_invoke();
+        call.key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(now_ms)
+            .arg(job_timeout_buffer);
+        for field in &batch.fields {
+            call.arg(field);
+        }
+        let reply: Vec<Vec<String>> = call.invoke_async(&mut self.conn.clone()).await?;
+        if reply.len() != batch.events {
+            return Err(reply_error("events", "one reply per event expected"));
+        }
+        Ok(reply)
+    }
+
+    /// Adds `n` to a fleet-wide counter.
+    pub async fn count(&self, field: &str, n: i64) -> StoreResult<()> {
+        let _: i64 = self.conn.clone().hincr(self.keys.stats(), field, n).await?;
+        Ok(())
+    }
+
+    pub async fn queue_depth(&self) -> StoreResult<u64> {
+        Ok(self.conn.clone().zcard(self.keys.queue()).await?)
+    }
+
+    /// Every registered agent.
+    pub async fn load_agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.smembers(self.keys.agents()).await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.keys.agent(id))
+                .scard(self.keys.agent_jobs(id));
+        }
+        let replies: Vec<(HashMap<String, String>, u32)> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for pair in flat.chunks_exact(2) {
+                out.push((
+                    redis::from_redis_value(pair[0].clone())?,
+                    redis::from_redis_value(pair[1].clone())?,
+                ));
+            }
+            out
+        };
+        Ok(ids
+            .into_iter()
+            .zip(replies)
+            .filter(|(_, (h, _))| !h.is_empty())
+            .map(|(id, (h, leases))| {
+                let num = |f: &str| h.get(f).and_then(|v| v.parse().ok()).unwrap_or(0);
+                AgentRecord {
+                    slots: num("slots") as u32,
+                    capabilities: h
+                        .get("caps")
+                        .and_then(|c| serde_json::from_str(c).ok())
+                        .unwrap_or_default(),
+                    last_seen_ms: num("last_seen"),
+                    leases,
+                    succeeded: num("succeeded"),
+                    failed: num("failed"),
+                    alive: h.get("state").map(String::as_str) == Some("alive"),
+                    id,
+                }
+            })
+            .collect())
+    }
+
+    /// One job's hash, or `None` if no such job.
+    pub async fn job(&self, id: &str) -> StoreResult<Option<HashMap<String, String>>> {
+        let h: HashMap<String, String> = self.conn.clone().hgetall(self.keys.job(id)).await?;
+        Ok((!h.is_empty()).then_some(h))
+    }
+
+    /// The fleet-wide counters, queue depth and lease count.
+    pub async fn counters(&self) -> StoreResult<(HashMap<String, i64>, u64, u64)> {
+        let (counters, queued, leased): (HashMap<String, i64>, u64, u64) = redis::pipe()
+            .hgetall(self.keys.stats())
+            .zcard(self.keys.queue())
+            .zcard(self.keys.leases())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((counters, queued, leased))
+    }
+}
+
+/// The ARGV tail of one `events.lua` call: per event, its type, its field
+/// count, then its fields.
+#[derive(Debug, Default)]
+pub struct EventArgs {
+    fields: Vec<String>,
+    events: usize,
+}
+
+impl EventArgs {
+    pub fn push(&mut self, kind: &str, fields: Vec<String>) {
+        self.fields.push(kind.to_string());
+        self.fields.push(fields.len().to_string());
+        self.fields.extend(fields);
+        self.events += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+}
+
+fn reply_error(script: &'static str, detail: &str) -> StoreError {
+    StoreError::Reply {
+        script,
+        detail: detail.to_string(),
+    }
+}

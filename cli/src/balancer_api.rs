@@ -1,0 +1,25 @@
+//! A small client for the balancer's HTTP API.
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+/// GETs `path` from the balancer and returns its JSON body.
+pub async fn get(base: &str, path: &str) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let response = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach the balancer at {base}"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("the balancer sent a body that is not JSON for {url}"))?;
+    if !status.is_success() {
+        let message = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no detail");
+        anyhow::bail!("{url}: {status}: {message}");
+    }
+    Ok(body)
+}

@@ -1,0 +1,73 @@
+//! `fleetctl`: submit jobs, wait for them, and look at the fleet.
+//!
+//! Producer commands (`submit`, `wait`) talk to NATS through
+//! [`fleet_protocol::Client`]; operator commands (`job`, `stats`) read the
+//! balancer's HTTP API. Every command takes `--json` for scripts.
+
+mod balancer_api;
+mod commands;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fleet_protocol::defaults;
+
+/// fleetctl: the fleet producer and operator command line.
+#[derive(Debug, Parser)]
+#[command(name = "fleetctl", version, about)]
+pub struct Cli {
+    /// NATS server URL.
+    #[arg(long, global = true, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL)]
+    pub nats_url: String,
+
+    /// Balancer HTTP URL.
+    #[arg(long, global = true, env = "FLEET_BALANCER_URL", default_value = defaults::BALANCER_URL)]
+    pub balancer_url: String,
+
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit one job, or --count of them.
+    Submit(commands::submit::SubmitArgs),
+    /// Wait for a job's result.
+    Wait {
+        /// The job id.
+        id: String,
+        /// How long to wait.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Show one job: state, attempts, result.
+    Job {
+        /// The job id.
+        id: String,
+    },
+    /// Show the fleet's stats document.
+    Stats,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    fleet_protocol::logging::init(fleet_protocol::logging::LogFormat::Text, "warn");
+    let outcome = match &cli.command {
+        Command::Submit(args) => commands::submit::run(&cli, args).await,
+        Command::Wait { id, timeout } => commands::wait::run(&cli, id, *timeout).await,
+        Command::Job { id } => commands::job::run(&cli, id).await,
+        Command::Stats => commands::stats::run(&cli).await,
+    };
+    match outcome {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("fleetctl: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Events from agents to the balancer, on `fleet.events.<type>.<agent_id>`.
+//!
+//! They go through the `FLEET_EVENTS` stream so that a balancer that is down
+//! finds them waiting when it returns. Every job event carries the job's
+//! attempt number, the fencing token of its lease: an event from an older
+//! attempt or from another agent is recorded and changes nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::capabilities::Capabilities;
+
+/// An agent announces itself (at start, and when the balancer asks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    pub agent_id: String,
+    /// A fresh id per agent process: a new one means the agent restarted
+    /// and no longer runs what its previous process held.
+    pub incarnation: String,
+    /// How many jobs it runs at once.
+    pub slots: u32,
+    pub capabilities: Capabilities,
+}
+
+/// A job an agent reports as running, in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunningJob {
+    pub job_id: String,
+    pub attempt: u32,
+}
+
+/// Sent every heartbeat interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub agent_id: String,
+    pub incarnation: String,
+    /// Every job the agent is running right now.
+    pub running: Vec<RunningJob>,
+}
+
+/// The agent began running an assignment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub agent_id: String,
+    pub job_id: String,
+    pub attempt: u32,
+    /// How many jobs the agent is running, this one included: the agent's
+    /// own count, which tests hold against its slots.
+    pub running: u32,
+}
+
+/// The attempt succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    pub agent_id: String,
+    pub job_id: String,
+    pub attempt: u32,
+    pub result: Value,
+    pub duration_ms: u64,
+}
+
+/// The attempt failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    pub agent_id: String,
+    pub job_id: String,
+    pub attempt: u32,
+    pub error: String,
+    pub duration_ms: u64,
+}
+
+/// Any agent event, named by the `<type>` token of its subject.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    Register(Register),
+    Heartbeat(Heartbeat),
+    Started(Started),
+    Completed(Completed),
+    Failed(Failed),
+}
+
+/// Why an event could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadEvent {
+    #[error("subject {0:?} is not fleet.events.<type>.<agent_id>")]
+    Subject(String),
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("malformed {kind} event: {error}")]
+    Malformed { kind: &'static str, error: String },
+    #[error("event body names agent {body:?} but was published by {subject:?}")]
+    AgentMismatch { subject: String, body: String },
+}
+
+impl AgentEvent {
+    /// The `<type>` token of this event's subject.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AgentEvent::Register(_) => "register",
+            AgentEvent::Heartbeat(_) => "heartbeat",
+            AgentEvent::Started(_) => "started",
+            AgentEvent::Completed(_) => "completed",
+            AgentEvent::Failed(_) => "failed",
+        }
+    }
+
+    pub fn agent_id(&self) -> &str {
+        match self {
+            AgentEvent::Register(e) => &e.agent_id,
+            AgentEvent::Heartbeat(e) => &e.agent_id,
+            AgentEvent::Started(e) => &e.agent_id,
+            AgentEvent::Completed(e) => &e.agent_id,
+            AgentEvent::Failed(e) => &e.agent_id,
+        }
+    }
+
+    /// The JSON body of this event.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            AgentEvent::Register(e) => serde_json::to_vec(e),
+            AgentEvent::Heartbeat(e) => serde_json::to_vec(e),
+            AgentEvent::Started(e) => serde_json::to_vec(e),
+            AgentEvent::Completed(e) => serde_json::to_vec(e),
+            AgentEvent::Failed(e) => serde_json::to_vec(e),
+        }
+    }
+
+    /// Decodes an event from its subject and body. The agent id in the
+    /// subject and in the body must agree.
+    pub fn decode(subject: &str, payload: &[u8]) -> Result<AgentEvent, BadEvent> {
+        let mut tokens = subject.split('.');
+        let (Some("fleet"), Some("events"), Some(kind), Some(agent), None) = (
+            tokens.next(),
+            tokens.next(),
+            tokens.next(),
+            tokens.next(),
+            tokens.next(),
+        ) else {
+            return Err(BadEvent::Subject(subject.to_string()));
+        };
+        fn body<T: serde::de::DeserializeOwned>(
+            kind: &'static str,
+            payload: &[u8],
+        ) -> Result<T, BadEvent> {
+            serde_json::from_slice(payload).map_err(|e| BadEvent::Malformed {
+                kind,
+                error: e.to_string(),
+            })
+        }
+        let event = match kind {
+            "register" => AgentEvent::Register(body("register", payload)?),
+            "heartbeat" => AgentEvent::Heartbeat(body("heartbeat", payload)?),
+            "started" => AgentEvent::Started(body("started", payload)?),
+            "completed" => AgentEvent::Completed(body("completed", payload)?),
+            "failed" => AgentEvent::Failed(body("failed", payload)?),
+            other => return Err(BadEvent::UnknownType(other.to_string())),
+        };
+        if event.agent_id() != agent {
+            return Err(BadEvent::AgentMismatch {
+                subject: agent.to_string(),
+                body: event.agent_id().to_string(),
+            });
+        }
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_subject_and_body() {
+        let e = AgentEvent::Started(Started {
+            agent_id: "a1".into(),
+            job_id: "j1".into(),
+            attempt: 2,
+            running: 1,
+        });
+        let body = e.to_json().unwrap_or_default();
+        let subject = crate::subjects::event(e.type_name(), e.agent_id());
+        assert_eq!(AgentEvent::decode(&subject, &body), Ok(e));
+    }
+
+    #[test]
+    fn refuses_mismatched_agent_bad_subject_and_garbage() {
+        let body = br#"{"agent_id":"a2","job_id":"j","attempt":1,"running":1}"#;
+        assert!(matches!(
+            AgentEvent::decode("fleet.events.started.a1", body),
+            Err(BadEvent::AgentMismatch { .. })
+        ));
+        assert!(matches!(
+            AgentEvent::decode("fleet.events.started", body),
+            Err(BadEvent::Subject(_))
+        ));
+        assert!(matches!(
+            AgentEvent::decode("fleet.events.exploded.a2", body),
+            Err(BadEvent::UnknownType(_))
+        ));
+        assert!(matches!(
+            AgentEvent::decode("fleet.events.started.a2", b"{nope"),
+            Err(BadEvent::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,295 @@
+//! A job as a producer submits it, and the checks it must pass.
+//!
+//! [`JobSpec`] is the JSON a producer publishes on `fleet.jobs.submit`.
+//! [`JobSpec::validate`] turns it into a [`ValidJob`] with every default
+//! filled in, or says exactly what is wrong ([`InvalidJob`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::defaults;
+use crate::ids::{is_valid_token, InvalidId};
+use crate::priority::Priority;
+use crate::workload;
+
+/// A job submission, as JSON on `fleet.jobs.submit`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The job id. The producer client fills in a ULID when it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Workload kind, e.g. `sleep`, `echo`, `cuda.vector_add`.
+    pub kind: String,
+    /// The workload's JSON arguments.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
+    /// Explicit priority; wins over `reward`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// What the job pays; derives the priority when none is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
+    /// Run-time limit in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// How many attempts before the job is dead-lettered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// What an agent must have to run the job.
+    #[serde(default, skip_serializing_if = "Requirements::is_empty")]
+    pub requires: Requirements,
+}
+
+/// What a job needs from an agent. Every key is optional; GPU memory and
+/// compute capability hold per GPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_mem_mb: Option<u64>,
+    /// Minimum compute capability, `"major.minor"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Requirements {
+    pub fn is_empty(&self) -> bool {
+        *self == Requirements::default()
+    }
+}
+
+/// A submission that passed every check, with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidJob {
+    pub id: String,
+    pub kind: String,
+    pub args: Value,
+    pub priority: Priority,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub requires: Requirements,
+}
+
+/// Why a submission was refused. Each variant is one clear message for the
+/// producer, published on `fleet.rejected`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidJob {
+    #[error("submission is {size} bytes; the limit is {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("submission is not valid JSON for a job: {0}")]
+    Malformed(String),
+    #[error("invalid job id: {0}")]
+    BadId(#[from] InvalidId),
+    #[error("unknown workload kind {0:?}")]
+    UnknownKind(String),
+    #[error("timeout_ms must be between 1 and {max}, got {got}")]
+    BadTimeout { got: u64, max: u64 },
+    #[error("max_attempts must be between 1 and {max}, got {got}")]
+    BadMaxAttempts { got: u32, max: u32 },
+    #[error("reward must be a finite number ≥ 0, got {0}")]
+    BadReward(f64),
+    #[error("impossible requirements: {0}")]
+    BadRequirements(String),
+}
+
+impl InvalidJob {
+    /// A short stable name for counters and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvalidJob::TooLarge { .. } => "too_large",
+            InvalidJob::Malformed(_) => "malformed",
+            InvalidJob::BadId(_) => "bad_id",
+            InvalidJob::UnknownKind(_) => "unknown_kind",
+            InvalidJob::BadTimeout { .. } => "bad_timeout",
+            InvalidJob::BadMaxAttempts { .. } => "bad_max_attempts",
+            InvalidJob::BadReward(_) => "bad_reward",
+            InvalidJob::BadRequirements(_) => "bad_requirements",
+        }
+    }
+}
+
+impl JobSpec {
+    /// A job of `kind` with `args` and every other field defaulted.
+    pub fn new(kind: impl Into<String>, args: Value) -> JobSpec {
+        JobSpec {
+            kind: kind.into(),
+            args,
+            ..JobSpec::default()
+        }
+    }
+
+    /// Decodes a submission, refusing oversized or malformed payloads.
+    pub fn decode(payload: &[u8]) -> Result<JobSpec, InvalidJob> {
+        if payload.len() > defaults::MAX_JOB_BYTES {
+            return Err(InvalidJob::TooLarge {
+                size: payload.len(),
+                max: defaults::MAX_JOB_BYTES,
+            });
+        }
+        serde_json::from_slice(payload).map_err(|e| InvalidJob::Malformed(e.to_string()))
+    }
+
+    /// Checks the submission and fills in defaults. `fallback_id` names the
+    /// job when the submission carries no id of its own.
+    pub fn validate(self, fallback_id: &str) -> Result<ValidJob, InvalidJob> {
+        let id = self.id.unwrap_or_else(|| fallback_id.to_string());
+        is_valid_token(&id)?;
+        if !workload::is_known(&self.kind) {
+            return Err(InvalidJob::UnknownKind(self.kind));
+        }
+        let max_timeout = defaults::MAX_JOB_TIMEOUT.as_millis() as u64;
+        let timeout = match self.timeout_ms {
+            None => defaults::JOB_TIMEOUT,
+            Some(ms) if (1..=max_timeout).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(InvalidJob::BadTimeout {
+                    got: ms,
+                    max: max_timeout,
+                })
+            }
+        };
+        let max_attempts = match self.max_attempts {
+            None => defaults::MAX_ATTEMPTS,
+            Some(n) if (1..=defaults::MAX_MAX_ATTEMPTS).contains(&n) => n,
+            Some(n) => {
+                return Err(InvalidJob::BadMaxAttempts {
+                    got: n,
+                    max: defaults::MAX_MAX_ATTEMPTS,
+                })
+            }
+        };
+        let priority = match (self.priority, self.reward) {
+            (_, Some(r)) if !r.is_finite() || r < 0.0 => return Err(InvalidJob::BadReward(r)),
+            (Some(p), _) => p,
+            (None, Some(r)) => Priority::from_reward(r),
+            (None, None) => Priority::Normal,
+        };
+        check_requirements(&self.requires)?;
+        let args = if self.args.is_null() {
+            Value::Object(Default::default())
+        } else {
+            self.args
+        };
+        Ok(ValidJob {
+            id,
+            kind: self.kind,
+            args,
+            priority,
+            timeout,
+            max_attempts,
+            requires: self.requires,
+        })
+    }
+}
+
+fn check_requirements(r: &Requirements) -> Result<(), InvalidJob> {
+    if let Some(cc) = &r.compute_capability {
+        parse_compute_capability(cc).ok_or_else(|| {
+            InvalidJob::BadRequirements(format!(
+                "compute_capability {cc:?} is not of the form \"major.minor\""
+            ))
+        })?;
+    }
+    if r.gpus.unwrap_or(0) > 64 {
+        return Err(InvalidJob::BadRequirements(format!(
+            "{} GPUs requested; no agent has more than 64",
+            r.gpus.unwrap_or(0)
+        )));
+    }
+    if r.gpu_mem_mb.is_some_and(|m| m > 0) && r.gpus == Some(0) {
+        return Err(InvalidJob::BadRequirements(
+            "gpu_mem_mb given with gpus = 0".to_string(),
+        ));
+    }
+    for tag in &r.tags {
+        if tag.is_empty() || tag.len() > 64 {
+            return Err(InvalidJob::BadRequirements(format!(
+                "tag {tag:?} must be 1 to 64 bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `"8.0"` into `(8, 0)`.
+pub fn parse_compute_capability(s: &str) -> Option<(u32, u32)> {
+    let (major, minor) = s.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> JobSpec {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("test spec must parse: {e}"))
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let job = spec(json!({"kind": "sleep"})).validate("fallback").ok();
+        let job = job.unwrap_or_else(|| panic!("valid"));
+        assert_eq!(job.id, "fallback");
+        assert_eq!(job.priority, Priority::Normal);
+        assert_eq!(job.max_attempts, defaults::MAX_ATTEMPTS);
+        assert_eq!(job.timeout, defaults::JOB_TIMEOUT);
+        assert_eq!(job.args, json!({}));
+    }
+
+    #[test]
+    fn reward_derives_priority_but_explicit_priority_wins() {
+        let j = spec(json!({"kind": "echo", "reward": 0.02})).validate("a");
+        assert_eq!(j.map(|j| j.priority), Ok(Priority::High));
+        let j = spec(json!({"kind": "echo", "reward": 0.02, "priority": "low"})).validate("a");
+        assert_eq!(j.map(|j| j.priority), Ok(Priority::Low));
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_input() {
+        let cases = [
+            (json!({"kind": "nope"}), "unknown_kind"),
+            (json!({"kind": "sleep", "id": "a.b"}), "bad_id"),
+            (json!({"kind": "sleep", "timeout_ms": 0}), "bad_timeout"),
+            (
+                json!({"kind": "sleep", "max_attempts": 0}),
+                "bad_max_attempts",
+            ),
+            (json!({"kind": "sleep", "reward": -1.0}), "bad_reward"),
+            (
+                json!({"kind": "sleep", "requires": {"compute_capability": "eight"}}),
+                "bad_requirements",
+            ),
+        ];
+        for (v, reason) in cases {
+            let got = spec(v.clone()).validate("x");
+            assert_eq!(got.err().map(|e| e.reason()), Some(reason), "{v}");
+        }
+    }
+
+    #[test]
+    fn decode_refuses_unknown_fields_and_garbage_and_size() {
+        let e = JobSpec::decode(br#"{"kind":"sleep","colour":"red"}"#);
+        assert_eq!(e.err().map(|e| e.reason()), Some("malformed"));
+        let e = JobSpec::decode(b"\xff\xfe not json");
+        assert_eq!(e.err().map(|e| e.reason()), Some("malformed"));
+        let big = vec![b' '; defaults::MAX_JOB_BYTES + 1];
+        assert_eq!(
+            JobSpec::decode(&big).err().map(|e| e.reason()),
+            Some("too_large")
+        );
+    }
+
+    #[test]
+    fn compute_capability_parses() {
+        assert_eq!(parse_compute_capability("8.9"), Some((8, 9)));
+        assert_eq!(parse_compute_capability("9"), None);
+    }
+}

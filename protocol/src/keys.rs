@@ -1,0 +1,73 @@
+//! The Redis key layout.
+//!
+//! Every key starts with `fleet:` and carries the hash tag `{fleet}`, so all
+//! keys live in one slot: every Lua script touches one slot and the layout
+//! runs unchanged on Redis Cluster. The Lua scripts build the same names
+//! from the prefix they are given (see `balancer/src/lua/lib.lua`); the two
+//! must change together.
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `P:job:<id>` | hash | one job: spec, state, attempt, lease holder, result, history |
+//! | `P:queue` | sorted set | queued job ids, score = (3 − priority rank) · 2⁴⁴ + arrival |
+//! | `P:leases` | sorted set | leased job ids by lease deadline (ms) |
+//! | `P:seq` | string | arrival counter |
+//! | `P:agents` | set | every agent id ever registered |
+//! | `P:agent:<id>` | hash | one agent: slots, capabilities, liveness, counters |
+//! | `P:agent:<id>:jobs` | set | job ids leased to that agent |
+//! | `P:stats` | hash | fleet-wide counters behind the stats document |
+
+/// The default prefix `P`.
+pub const DEFAULT_PREFIX: &str = "fleet:{fleet}";
+
+/// Builds key names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Keys {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn job(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.prefix)
+    }
+
+    pub fn queue(&self) -> String {
+        format!("{}:queue", self.prefix)
+    }
+
+    pub fn leases(&self) -> String {
+        format!("{}:leases", self.prefix)
+    }
+
+    pub fn agents(&self) -> String {
+        format!("{}:agents", self.prefix)
+    }
+
+    pub fn agent(&self, id: &str) -> String {
+        format!("{}:agent:{id}", self.prefix)
+    }
+
+    pub fn agent_jobs(&self, id: &str) -> String {
+        format!("{}:agent:{id}:jobs", self.prefix)
+    }
+
+    pub fn stats(&self) -> String {
+        format!("{}:stats", self.prefix)
+    }
+}
