@@ -107,22 +107,23 @@ impl Runner {
         let job_id = assignment.job_id.clone();
         let attempt = assignment.attempt;
         // Claim the slot and start the task under one lock, so the count
-        // can never pass the slots.
-        let running_now = {
+        // can never pass the slots (the task's own removal waits for it).
+        let claimed = {
             let mut running = self.running();
             if running.get(&job_id).is_some_and(|(a, _)| *a == attempt) {
                 tracing::debug!(job_id = %job_id, attempt, "duplicate assignment ignored");
                 return;
             }
             if running.len() >= self.slots as usize {
-                None
+                false
             } else {
-                let task = tokio::spawn(self.clone().run(assignment.clone()));
+                let running_now = running.len() as u32 + 1;
+                let task = tokio::spawn(self.clone().run(assignment, running_now));
                 running.insert(job_id.clone(), (attempt, task.abort_handle()));
-                Some(running.len() as u32)
+                true
             }
         };
-        let Some(running_now) = running_now else {
+        if !claimed {
             tracing::error!(job_id = %job_id, attempt, agent_id = %self.agent_id, slots = self.slots, "assignment over capacity refused");
             let failed = AgentEvent::Failed(Failed {
                 agent_id: self.agent_id.clone(),
@@ -133,22 +134,27 @@ impl Runner {
             });
             let id = job_event_id("failed", &job_id, attempt);
             self.reporter.send_reliably(failed, Some(id)).await;
-            return;
-        };
+        }
+    }
+
+    /// Announces the start of an attempt. Started is advisory (a completion
+    /// is accepted without it), so its ack is awaited off the job's path;
+    /// it is published from the job's own task, so it always precedes the
+    /// job's terminal event.
+    async fn announce_start(&self, job_id: &str, attempt: u32, running_now: u32) {
         let started = AgentEvent::Started(Started {
             agent_id: self.agent_id.clone(),
-            job_id: job_id.clone(),
+            job_id: job_id.to_string(),
             attempt,
             running: running_now,
         });
-        // Started is advisory (a completion is accepted without it), so
-        // its ack is awaited off the hot path.
         match self
             .reporter
-            .send(&started, Some(&job_event_id("started", &job_id, attempt)))
+            .send(&started, Some(&job_event_id("started", job_id, attempt)))
             .await
         {
             Ok(ack) => {
+                let job_id = job_id.to_string();
                 tokio::spawn(async move {
                     if let Err(e) = ack.await {
                         tracing::warn!(job_id = %job_id, error = %e, "started event not stored");
@@ -159,11 +165,21 @@ impl Runner {
         }
     }
 
-    async fn run(self: Arc<Self>, assignment: Assignment) {
+    async fn run(self: Arc<Self>, assignment: Assignment, running_now: u32) {
+        self.announce_start(&assignment.job_id, assignment.attempt, running_now)
+            .await;
         let began = Instant::now();
         let outcome = self.workloads.run(&assignment).await;
         let duration_ms = began.elapsed().as_millis() as u64;
-        self.running().remove(&assignment.job_id);
+        {
+            let mut running = self.running();
+            if running
+                .get(&assignment.job_id)
+                .is_some_and(|(a, _)| *a == assignment.attempt)
+            {
+                running.remove(&assignment.job_id);
+            }
+        }
         let (kind, event) = match outcome {
             Ok(result) => (
                 "completed",

@@ -129,13 +129,15 @@ impl BatchHandler for Events {
             match self.apply_outcome(event, reply, now).await {
                 Outcome::Nothing => {}
                 Outcome::Freed => freed = true,
-                Outcome::Publish(result, freed_slot) => {
+                Outcome::Publish(ended, freed_slot) => {
                     freed |= freed_slot;
-                    match results::publish(&self.js, &result).await {
-                        Ok(ack) => publishes.push((i, ack)),
-                        Err(e) => {
-                            tracing::error!(job_id = %result.job_id, error = %e, "cannot publish result");
-                            failed_publish[i] = true;
+                    for result in ended {
+                        match results::publish(&self.js, &result).await {
+                            Ok(ack) => publishes.push((i, ack)),
+                            Err(e) => {
+                                tracing::error!(job_id = %result.job_id, error = %e, "cannot publish result");
+                                failed_publish[i] = true;
+                            }
                         }
                     }
                 }
@@ -165,8 +167,8 @@ enum Outcome {
     Nothing,
     /// A slot came free: schedule again.
     Freed,
-    /// A job ended: publish its result (and whether a slot came free).
-    Publish(JobResult, bool),
+    /// Jobs ended: publish their results (and whether a slot came free).
+    Publish(Vec<JobResult>, bool),
 }
 
 impl Events {
@@ -180,7 +182,30 @@ impl Events {
                 tracing::info!(agent_id = %agent, slots = e.slots, gpus = e.capabilities.gpus.len(), leases, "agent registered");
                 self.directory
                     .register(agent, e.slots, e.capabilities.clone(), leases, now);
-                Outcome::Freed
+                // A restarted agent's old leases ended as failed attempts;
+                // those that spent their last attempt are dead.
+                let dead: Vec<JobResult> = reply
+                    .get(2..)
+                    .unwrap_or_default()
+                    .chunks_exact(2)
+                    .map(|pair| {
+                        tracing::warn!(job_id = %pair[0], agent_id = %agent, "job dead-lettered: its agent restarted");
+                        JobResult {
+                            job_id: pair[0].clone(),
+                            state: JobState::Dead,
+                            result: None,
+                            error: Some("agent restarted".to_string()),
+                            agent_id: None,
+                            attempts: results::history(Some(&pair[1])),
+                            finished_at_ms: now,
+                        }
+                    })
+                    .collect();
+                if dead.is_empty() {
+                    Outcome::Freed
+                } else {
+                    Outcome::Publish(dead, true)
+                }
             }
             (AgentEvent::Heartbeat(_), "unknown_agent") => {
                 tracing::info!(agent_id = %agent, "heartbeat from unknown agent; asking it to register");
@@ -206,7 +231,7 @@ impl Events {
                     attempts: results::history(reply.get(1)),
                     finished_at_ms: now,
                 };
-                Outcome::Publish(result, accepted)
+                Outcome::Publish(vec![result], accepted)
             }
             (AgentEvent::Failed(e), "requeued") => {
                 tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
@@ -228,7 +253,7 @@ impl Events {
                     attempts: results::history(reply.get(1)),
                     finished_at_ms: now,
                 };
-                Outcome::Publish(result, fresh)
+                Outcome::Publish(vec![result], fresh)
             }
             (_, "ok" | "duplicate") => Outcome::Nothing,
             (_, other) => {

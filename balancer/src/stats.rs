@@ -58,7 +58,7 @@ pub async fn collect(
     let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
 
     let mut doc_agents = Vec::with_capacity(agents.len());
-    let (mut healthy_agents, mut capacity, mut load) = (0, 0u64, 0u64);
+    let (mut healthy_agents, mut capacity, mut load, mut healthy_load) = (0, 0u64, 0u64, 0u64);
     for record in agents {
         let view = AgentView {
             id: record.id,
@@ -74,6 +74,7 @@ pub async fn collect(
         if is_healthy {
             healthy_agents += 1;
             capacity += u64::from(view.slots);
+            healthy_load += u64::from(view.leases);
         }
         load += u64::from(view.leases);
         doc_agents.push(AgentStats {
@@ -95,7 +96,8 @@ pub async fn collect(
         healthy_agents,
         total_capacity: capacity,
         current_load: load,
-        utilization: percent(load, capacity) / 100.0,
+        // A fraction (0–1) of the healthy agents' slots in use.
+        utilization: percent(healthy_load, capacity) / 100.0,
         queued_jobs: queued,
         assigned_jobs: leased,
         total_jobs_retried: counter("retried"),

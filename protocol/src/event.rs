@@ -147,6 +147,9 @@ impl AgentEvent {
                 error: e.to_string(),
             })
         }
+        if crate::ids::is_valid_token(agent).is_err() {
+            return Err(BadEvent::Subject(subject.to_string()));
+        }
         let event = match kind {
             "register" => AgentEvent::Register(body("register", payload)?),
             "heartbeat" => AgentEvent::Heartbeat(body("heartbeat", payload)?),

@@ -1,1 +1,223 @@
+//! The end-to-end test harness: real `nats-server -js`, real
+//! `redis-server`, and the real fleet binaries, on free loopback ports with
+//! temporary directories. No mocks.
+//!
+//! [`Fleet::start`] brings up a whole fleet and tears it down (SIGKILL) when
+//! dropped; if the test failed, the tail of every process log is printed.
+//! Binaries are looked up next to the test executable (`target/<profile>/`),
+//! so `cargo build --workspace` must run before `cargo test` (the
+//! `scripts/test` command does both).
 
+pub mod process;
+pub mod servers;
+pub mod spy;
+pub mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+pub use process::Process;
+pub use servers::{NatsServer, RedisServer};
+pub use spy::EventSpy;
+pub use wait::wait_until;
+
+/// Where the fleet binaries are: `$FLEET_BIN_DIR`, else the directory the
+/// test executable was built into.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("FLEET_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test-binary>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("cannot locate the target directory")?;
+    Ok(dir.to_path_buf())
+}
+
+/// The path of one fleet binary, checked to exist.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir()?.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace` before the tests (scripts/test does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Settings of one test fleet.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// `(id, slots)` of each agent to start.
+    pub agents: Vec<(String, u32)>,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    /// Extra flags for the balancer.
+    pub balancer_args: Vec<String>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            agents: Vec::new(),
+            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(3),
+            balancer_args: Vec::new(),
+        }
+    }
+}
+
+impl FleetConfig {
+    /// `n` agents named `agent-0` … with `slots` each.
+    pub fn with_agents(n: usize, slots: u32) -> FleetConfig {
+        FleetConfig {
+            agents: (0..n).map(|i| (format!("agent-{i}"), slots)).collect(),
+            ..FleetConfig::default()
+        }
+    }
+}
+
+/// A running fleet: servers, one balancer, agents.
+pub struct Fleet {
+    pub config: FleetConfig,
+    pub nats: NatsServer,
+    pub redis: RedisServer,
+    pub balancer: Process,
+    pub agents: Vec<Process>,
+    pub http_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts everything and waits until every agent is registered and healthy.
+    pub async fn start(config: FleetConfig) -> anyhow::Result<Fleet> {
+        let dir = tempfile::Builder::new().prefix("fleet-test-").tempdir()?;
+        let nats = NatsServer::start(dir.path().join("nats"))?;
+        let redis = RedisServer::start(dir.path().join("redis"))?;
+        let http_port = servers::free_port()?;
+        let balancer = start_balancer(&config, &nats, &redis, http_port, dir.path())?;
+        let mut fleet = Fleet {
+            config: config.clone(),
+            nats,
+            redis,
+            balancer,
+            agents: Vec::new(),
+            http_port,
+            dir,
+        };
+        fleet.wait_healthy().await?;
+        for (id, slots) in &config.agents {
+            fleet.start_agent(id, *slots)?;
+        }
+        let want = config.agents.len() as u64;
+        wait_until(Duration::from_secs(20), "all agents healthy", || async {
+            Ok(fleet.stats().await?["healthy_agents"].as_u64() == Some(want))
+        })
+        .await?;
+        Ok(fleet)
+    }
+
+    /// Starts one more agent process.
+    pub fn start_agent(&mut self, id: &str, slots: u32) -> anyhow::Result<()> {
+        let agent = Process::spawn(
+            &format!("agent {id}"),
+            binary("fleet-agent")?,
+            [
+                "--nats-url".to_string(),
+                self.nats.url(),
+                "--id".into(),
+                id.into(),
+                "--slots".into(),
+                slots.to_string(),
+                "--heartbeat-interval".into(),
+                format!("{}ms", self.config.heartbeat_interval.as_millis()),
+            ],
+            &self.dir.path().join(format!("agent-{id}.log")),
+        )?;
+        self.agents.push(agent);
+        Ok(())
+    }
+
+    pub fn balancer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        let url = format!("{}/healthz", self.balancer_url());
+        wait_until(Duration::from_secs(20), "balancer /healthz", || async {
+            Ok(reqwest::get(&url)
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false))
+        })
+        .await
+    }
+
+    /// The stats document.
+    pub async fn stats(&self) -> anyhow::Result<Value> {
+        let url = format!("{}/api/admin/load-balancer", self.balancer_url());
+        Ok(reqwest::get(&url).await?.error_for_status()?.json().await?)
+    }
+
+    /// One job as `GET /api/jobs/<id>` shows it.
+    pub async fn job(&self, id: &str) -> anyhow::Result<Value> {
+        let url = format!("{}/api/jobs/{id}", self.balancer_url());
+        Ok(reqwest::get(&url).await?.error_for_status()?.json().await?)
+    }
+
+    /// A producer client.
+    pub async fn client(&self) -> anyhow::Result<fleet_protocol::Client> {
+        Ok(fleet_protocol::Client::connect(&self.nats.url()).await?)
+    }
+
+    /// A plain NATS connection, for raw publishes and spying.
+    pub async fn nats_client(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(async_nats::connect(self.nats.url()).await?)
+    }
+
+    /// The balancer's log so far.
+    pub fn balancer_log(&self) -> String {
+        self.balancer.log()
+    }
+}
+
+fn start_balancer(
+    config: &FleetConfig,
+    nats: &NatsServer,
+    redis: &RedisServer,
+    http_port: u16,
+    dir: &std::path::Path,
+) -> anyhow::Result<Process> {
+    let mut args = vec![
+        "--nats-url".to_string(),
+        nats.url(),
+        "--redis-url".into(),
+        redis.url(),
+        "--http-addr".into(),
+        format!("127.0.0.1:{http_port}"),
+        "--heartbeat-timeout".into(),
+        format!("{}ms", config.heartbeat_timeout.as_millis()),
+    ];
+    args.extend(config.balancer_args.iter().cloned());
+    Process::spawn(
+        "balancer",
+        binary("fleet-balancer")?,
+        args,
+        &dir.join("balancer.log"),
+    )
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in std::iter::once(&self.balancer).chain(&self.agents) {
+                p.print_log_tail(40);
+            }
+        }
+    }
+}

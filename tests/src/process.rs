@@ -1,0 +1,88 @@
+//! A child process of a test: output to a log file, SIGKILLed on drop.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program args…` with stdout and stderr appended to `log`.
+    pub fn spawn<I, S>(
+        name: &str,
+        program: impl AsRef<Path>,
+        args: I,
+        log: &Path,
+    ) -> anyhow::Result<Process>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = File::options().create(true).append(true).open(log)?;
+        let child = Command::new(program.as_ref())
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("FLEET_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("FLEET_NATS_URL")
+            .env_remove("FLEET_REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", program.as_ref().display()))?;
+        Ok(Process {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the process has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn print_log_tail(&self, lines: usize) {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        eprintln!(
+            "----- last {lines} lines of {} ({}) -----",
+            self.name,
+            self.log.display()
+        );
+        for line in &all[all.len().saturating_sub(lines)..] {
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

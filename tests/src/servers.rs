@@ -1,0 +1,173 @@
+//! Real nats-server (JetStream, file storage) and redis-server (AOF)
+//! processes on free loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::process::Process;
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The nats-server to run: `$FLEET_NATS_SERVER`, else the one
+/// `scripts/install-servers` puts in `.tools/venv/bin`, else `PATH`.
+pub fn nats_server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("FLEET_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A nats-server with JetStream.
+pub struct NatsServer {
+    process: Process,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts on a free port with its store in `dir`.
+    pub fn start(dir: PathBuf) -> anyhow::Result<NatsServer> {
+        Self::start_on(dir, 0)
+    }
+
+    /// Starts on `port` (0: pick one) with its store in `dir`.
+    pub fn start_on(dir: PathBuf, port: u16) -> anyhow::Result<NatsServer> {
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("nats.log");
+        let _ = std::fs::remove_file(&log);
+        let port_arg = if port == 0 {
+            "-1".to_string()
+        } else {
+            port.to_string()
+        };
+        let process = Process::spawn(
+            "nats-server",
+            nats_server_binary(),
+            [
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port_arg,
+                "-sd",
+                &dir.join("js").to_string_lossy(),
+            ],
+            &log,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let marker = "Listening for client connections on ";
+        let port = loop {
+            let text = process.log();
+            if let Some(rest) = text.split(marker).nth(1) {
+                let addr = rest.lines().next().unwrap_or_default();
+                let port = addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                    .with_context(|| format!("cannot read the port from {addr:?}"))?;
+                if text.contains("Server is ready") {
+                    break port;
+                }
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "nats-server did not start; log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(NatsServer { process, port, dir })
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// A redis-server with the append-only file on.
+pub struct RedisServer {
+    process: Process,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts on a free port with its data in `dir`.
+    pub fn start(dir: PathBuf) -> anyhow::Result<RedisServer> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::start_on(dir.clone(), free_port()?) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
+    }
+
+    /// Starts on `port` with its data in `dir`; waits for an exact `PONG`
+    /// (right after start Redis may answer `LOADING`).
+    pub fn start_on(dir: PathBuf, port: u16) -> anyhow::Result<RedisServer> {
+        std::fs::create_dir_all(&dir)?;
+        let mut process = Process::spawn(
+            "redis-server",
+            std::env::var("FLEET_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+            [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                &dir.to_string_lossy(),
+            ],
+            &dir.join("redis.log"),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        loop {
+            let pong = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if matches!(pong.as_deref(), Ok("PONG")) {
+                break;
+            }
+            anyhow::ensure!(
+                process.is_running(),
+                "redis-server exited:\n{}",
+                process.log()
+            );
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "redis-server did not answer PONG:\n{}",
+                process.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(RedisServer { process, port, dir })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}

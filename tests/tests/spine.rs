@@ -1,0 +1,269 @@
+//! End-to-end tests of the whole path: producer → NATS → balancer → Redis
+//! → agent → result, against real servers and the real binaries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use fleet_protocol::{subjects, AgentEvent, JobSpec, JobState, Priority, Rejection};
+use fleet_tests::{wait_until, EventSpy, Fleet, FleetConfig};
+use futures::StreamExt;
+use serde_json::json;
+
+fn sleep_job(ms: u64) -> JobSpec {
+    JobSpec::new("sleep", json!({ "ms": ms }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_sleep_jobs_over_three_agents_all_succeed() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(3, 4)).await?;
+    let client = fleet.client().await?;
+
+    let ids = client.submit_many(vec![sleep_job(2); 500]).await?;
+    let results = client
+        .wait_many(&ids, Duration::from_secs(120), |_| {})
+        .await?;
+
+    assert_eq!(results.len(), 500);
+    for r in &results {
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+        assert_eq!(r.result, Some(json!({"slept_ms": 2})));
+        assert_eq!(r.attempts.len(), 1, "{r:?}");
+    }
+    let per_agent = results.iter().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r.agent_id.clone().unwrap_or_default()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(per_agent.len(), 3, "every agent took work: {per_agent:?}");
+
+    // The counters behind the stats document agree with what happened.
+    let stats = fleet.stats().await?;
+    assert_eq!(stats["total_jobs_submitted"], 500, "{stats}");
+    assert_eq!(stats["total_jobs_assigned"], 500, "{stats}");
+    assert_eq!(stats["total_jobs_succeeded"], 500, "{stats}");
+    assert_eq!(stats["total_jobs_retried"], 0, "{stats}");
+    assert_eq!(stats["total_jobs_dead"], 0, "{stats}");
+    assert_eq!(stats["queued_jobs"], 0, "{stats}");
+    assert_eq!(stats["assigned_jobs"], 0, "{stats}");
+    assert_eq!(stats["current_load"], 0, "{stats}");
+    assert_eq!(stats["total_agents"], 3, "{stats}");
+    assert_eq!(stats["healthy_agents"], 3, "{stats}");
+    assert_eq!(stats["total_capacity"], 12, "{stats}");
+    let agents = stats["agents"].as_array().cloned().unwrap_or_default();
+    assert_eq!(agents.len(), 3);
+    for a in &agents {
+        assert_eq!(a["max_jobs"], 4, "{a}");
+        assert_eq!(a["current_jobs"], 0, "{a}");
+        assert_eq!(a["success_rate"], 1.0, "{a}");
+        assert_eq!(a["is_healthy"], true, "{a}");
+        for field in ["agent_id", "load_percent", "score"] {
+            assert!(!a[field].is_null(), "agent entry lacks {field}: {a}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_agent_ever_runs_more_jobs_than_its_slots() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(2, 3)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+
+    // Far more work than slots, long enough for heartbeats to catch jobs
+    // in flight.
+    let ids = client.submit_many(vec![sleep_job(150); 60]).await?;
+    let results = client
+        .wait_many(&ids, Duration::from_secs(60), |_| {})
+        .await?;
+    assert!(results.iter().all(|r| r.state == JobState::Succeeded));
+
+    let mut peak: HashMap<String, u32> = HashMap::new();
+    let mut beats = 0;
+    for event in spy.events() {
+        let (agent, running) = match &event {
+            AgentEvent::Started(s) => (s.agent_id.clone(), s.running),
+            AgentEvent::Heartbeat(h) => {
+                beats += 1;
+                (h.agent_id.clone(), h.running.len() as u32)
+            }
+            _ => continue,
+        };
+        let p = peak.entry(agent).or_default();
+        *p = (*p).max(running);
+    }
+    assert!(beats > 0, "heartbeats were observed");
+    assert_eq!(peak.len(), 2, "both agents reported: {peak:?}");
+    for (agent, p) in &peak {
+        assert!(*p <= 3, "{agent} reported {p} jobs running with 3 slots");
+        // The queue was deep: every slot was used, so the bound was tested.
+        assert_eq!(*p, 3, "{agent} never filled its slots");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_high_jobs_start_before_earlier_normal_ones() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+
+    // Occupy both slots.
+    let blockers = client.submit_many(vec![sleep_job(3_000); 2]).await?;
+    wait_until(Duration::from_secs(10), "both blockers running", || async {
+        Ok(spy.started().len() == 2)
+    })
+    .await?;
+
+    let normal = client
+        .submit_many(
+            (0..6)
+                .map(|_| JobSpec {
+                    priority: Some(Priority::Normal),
+                    ..sleep_job(5)
+                })
+                .collect(),
+        )
+        .await?;
+    let high = client
+        .submit_many(
+            (0..6)
+                .map(|_| JobSpec {
+                    priority: Some(Priority::High),
+                    ..sleep_job(5)
+                })
+                .collect(),
+        )
+        .await?;
+    // The premise: all twelve wait in the queue while the slots are busy.
+    wait_until(Duration::from_secs(10), "12 jobs queued", || async {
+        Ok(fleet.stats().await?["queued_jobs"] == 12)
+    })
+    .await?;
+    assert_eq!(
+        spy.started().len(),
+        2,
+        "nothing else started while slots were busy"
+    );
+
+    let all: Vec<String> = blockers
+        .iter()
+        .chain(&normal)
+        .chain(&high)
+        .cloned()
+        .collect();
+    client
+        .wait_many(&all, Duration::from_secs(30), |_| {})
+        .await?;
+
+    let order: Vec<String> = spy
+        .started()
+        .into_iter()
+        .map(|s| s.job_id)
+        .skip(2)
+        .collect();
+    assert_eq!(order.len(), 12, "{order:?}");
+    let last_high = order.iter().rposition(|id| high.contains(id));
+    let first_normal = order.iter().position(|id| normal.contains(id));
+    assert!(
+        last_high < first_normal,
+        "every HIGH job must start before any NORMAL one: {order:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_submitted_twice_runs_once() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+
+    let job = JobSpec {
+        id: Some("twice".into()),
+        ..JobSpec::new("echo", json!({"n": 1}))
+    };
+    // Same id, same Nats-Msg-Id: JetStream drops the second copy.
+    client.submit(job.clone()).await?;
+    client.submit(job.clone()).await?;
+    // Same job id under another message id: it reaches the balancer, whose
+    // enqueue script must recognise the id.
+    let js = jetstream::new(fleet.nats_client().await?);
+    js.send_publish(
+        subjects::SUBMIT,
+        PublishMessage::build()
+            .payload(serde_json::to_vec(&job)?.into())
+            .message_id("twice-resent-later"),
+    )
+    .await?
+    .await?;
+
+    let result = client.wait("twice", Duration::from_secs(20)).await?;
+    assert_eq!(result.state, JobState::Succeeded);
+    wait_until(
+        Duration::from_secs(10),
+        "the resent copy to be seen",
+        || async { Ok(fleet.stats().await?["total_duplicate_submissions"] == 1) },
+    )
+    .await?;
+    // Let one more job through the same agent: by the time it finishes, any
+    // second run of "twice" would have been reported.
+    let after = client.submit(JobSpec::new("echo", json!({}))).await?;
+    client.wait(&after, Duration::from_secs(20)).await?;
+
+    let runs = spy.started().iter().filter(|s| s.job_id == "twice").count();
+    assert_eq!(runs, 1, "the job ran {runs} times");
+    let job = fleet.job("twice").await?;
+    assert_eq!(job["attempts"].as_array().map(Vec::len), Some(1), "{job}");
+    let stats = fleet.stats().await?;
+    assert_eq!(stats["total_jobs_submitted"], 2, "{stats}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_unknown_kind_submissions_are_rejected_and_neighbours_run(
+) -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+    let nats = fleet.nats_client().await?;
+    let mut rejections = nats.subscribe(subjects::REJECTED).await?;
+    nats.flush().await?;
+    let client = fleet.client().await?;
+    let js = jetstream::new(nats.clone());
+
+    let before = client.submit(JobSpec::new("echo", json!({"i": 1}))).await?;
+    js.publish(subjects::SUBMIT, "{not json".into())
+        .await?
+        .await?;
+    js.publish(
+        subjects::SUBMIT,
+        serde_json::to_vec(&json!({"id": "bad-kind", "kind": "teleport", "args": {}}))?.into(),
+    )
+    .await?
+    .await?;
+    let after = client.submit(JobSpec::new("echo", json!({"i": 2}))).await?;
+
+    for id in [&before, &after] {
+        let r = client.wait(id, Duration::from_secs(20)).await?;
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    }
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(10), rejections.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("rejection subscription ended"))?;
+        seen.push(serde_json::from_slice::<Rejection>(&m.payload)?);
+    }
+    seen.sort_by(|a, b| a.reason.cmp(&b.reason));
+    assert_eq!(seen[0].reason, "malformed", "{seen:?}");
+    assert_eq!(seen[0].job_id, None);
+    assert_eq!(seen[1].reason, "unknown_kind", "{seen:?}");
+    assert_eq!(seen[1].job_id.as_deref(), Some("bad-kind"));
+    assert!(seen[1].error.contains("teleport"), "{seen:?}");
+
+    let stats = fleet.stats().await?;
+    assert_eq!(stats["total_jobs_rejected"], 2, "{stats}");
+    assert_eq!(stats["total_jobs_succeeded"], 2, "{stats}");
+    let log = fleet.balancer_log();
+    assert!(log.contains("submission rejected"), "rejections are logged");
+    assert!(log.contains("unknown_kind") && log.contains("malformed"));
+    Ok(())
+}
