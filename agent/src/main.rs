@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use fleet_protocol::{event::Register, subjects, AgentEvent};
+use fleet_protocol::{event::Register, subjects};
 
 use crate::config::{Command, Config};
 
@@ -61,23 +61,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // registration at once.
     let assignments = nats.subscribe(subjects::assign(&agent_id)).await?;
     let control = nats.subscribe(subjects::control(&agent_id)).await?;
-    reporter
-        .send_reliably(AgentEvent::Register(register.clone()), None)
-        .await;
-    tracing::info!(agent_id = %agent_id, incarnation = %register.incarnation, "registered");
-
     let runner = Arc::new(runner::Runner::new(
-        register.clone(),
+        register,
         reporter.clone(),
         workloads::Workloads::detect(),
     ));
+    runner.register().await;
     tokio::spawn(heartbeat::run(
         runner.clone(),
         reporter.clone(),
         config.heartbeat_interval,
-        register.clone(),
     ));
-    tokio::spawn(runner.clone().serve_control(control, register));
+    tokio::spawn(runner.clone().serve_control(control));
     runner.serve_assignments(assignments).await;
     Ok(())
 }

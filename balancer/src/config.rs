@@ -51,6 +51,15 @@ pub struct Config {
     #[arg(long, env = "FLEET_POLICY", default_value = "composite", value_parser = ["composite"])]
     pub policy: String,
 
+    /// This balancer's name in the leadership lease (default: a fresh ULID).
+    #[arg(long, env = "FLEET_BALANCER_ID", default_value_t = format!("balancer-{}", ulid::Ulid::new()))]
+    pub balancer_id: String,
+
+    /// The leadership lease's lifetime: a standby takes over within about
+    /// this long after the leader dies.
+    #[arg(long, env = "FLEET_LEADER_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub leader_ttl: Duration,
+
     /// Log format: text or json.
     #[arg(long, env = "FLEET_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

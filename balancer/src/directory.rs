@@ -79,6 +79,21 @@ impl Directory {
         agent.alive && now_ms.saturating_sub(agent.last_seen_ms) <= self.heartbeat_timeout_ms
     }
 
+    /// Replaces the whole view with what Redis has.
+    pub fn reset(&self, records: Vec<AgentRecord>) {
+        self.lock().clear();
+        for r in records {
+            self.restore(r);
+        }
+    }
+
+    /// The sweeper declared the agent dead.
+    pub fn mark_dead(&self, id: &str) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.alive = false;
+        }
+    }
+
     /// Loads an agent as Redis has it.
     pub fn restore(&self, r: AgentRecord) {
         self.lock().insert(

@@ -59,11 +59,14 @@ fn script_fields(event: &AgentEvent) -> Vec<String> {
             e.slots.to_string(),
             serde_json::to_string(&e.capabilities).unwrap_or_else(|_| "{}".into()),
         ],
-        AgentEvent::Heartbeat(e) => vec![
-            e.agent_id.clone(),
-            e.incarnation.clone(),
-            e.running.len().to_string(),
-        ],
+        AgentEvent::Heartbeat(e) => {
+            let mut fields = vec![e.agent_id.clone(), e.incarnation.clone()];
+            for job in e.running.iter().chain(&e.finishing) {
+                fields.push(job.job_id.clone());
+                fields.push(job.attempt.to_string());
+            }
+            fields
+        }
         AgentEvent::Started(e) => vec![e.agent_id.clone(), e.job_id.clone(), e.attempt.to_string()],
         AgentEvent::Completed(e) => vec![
             e.agent_id.clone(),
@@ -207,10 +210,27 @@ impl Events {
                     Outcome::Publish(dead, true)
                 }
             }
-            (AgentEvent::Heartbeat(_), "unknown_agent") => {
-                tracing::info!(agent_id = %agent, "heartbeat from unknown agent; asking it to register");
+            (AgentEvent::Heartbeat(_), "unknown_agent" | "dead_agent") => {
+                tracing::info!(agent_id = %agent, outcome = status, "heartbeat from an agent not alive here; asking it to register");
                 self.ask_to_register(agent).await;
                 Outcome::Nothing
+            }
+            (AgentEvent::Heartbeat(_), "ok") => {
+                // Each triple: a running lease the agent no longer holds.
+                let mut dead = Vec::new();
+                let dropped = reply.get(1..).unwrap_or_default();
+                for f in dropped.chunks_exact(3) {
+                    tracing::warn!(job_id = %f[0], agent_id = %agent, outcome = %f[1], "agent no longer runs a job it leased");
+                    self.directory.released(agent, false);
+                    if f[1] == "dead" {
+                        dead.push(results::dead(&f[0], &f[2], now));
+                    }
+                }
+                match (dropped.is_empty(), dead.is_empty()) {
+                    (true, _) => Outcome::Nothing,
+                    (false, true) => Outcome::Freed,
+                    (false, false) => Outcome::Publish(dead, true),
+                }
             }
             (AgentEvent::Started(e), "ok") => {
                 tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job started");

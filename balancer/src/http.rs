@@ -1,48 +1,88 @@
-//! The balancer's HTTP API: the stats document, job lookups, health.
+//! The balancer's HTTP API: the stats document, jobs, dead letters,
+//! cancel and retry, the audit, health.
+//!
+//! Every balancer serves it, leader or standby; the two calls that change
+//! state (cancel, retry) need the leader's fenced store and answer 503 on
+//! a standby.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use axum::extract::{Path, State};
+use async_nats::jetstream;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use fleet_protocol::{time::now_ms, Priority};
+use fleet_protocol::{subjects, time::now_ms, ControlMessage, JobResult, JobState, Priority};
+use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use crate::directory::Directory;
-use crate::stats;
-use crate::store::Store;
-use crate::Config;
+use crate::store::{Cancelled, Store};
+use crate::{audit, results, stats};
 
+/// The leader's fenced store while this balancer leads.
+#[derive(Default)]
+pub struct LeaderSlot(RwLock<Option<Store>>);
+
+impl LeaderSlot {
+    pub fn set(&self, store: Option<Store>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = store;
+    }
+
+    pub fn get(&self) -> Option<Store> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What the handlers share.
 #[derive(Clone)]
-struct AppState {
-    store: Store,
-    directory: Arc<Directory>,
+pub struct AppState {
+    /// Reads only.
+    pub store: Store,
+    pub leader: Arc<LeaderSlot>,
+    pub directory: Arc<Directory>,
+    pub js: jetstream::Context,
+    pub wake: Arc<Notify>,
 }
 
 /// Serves the API on `listener` until the server fails.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    store: Store,
-    directory: Arc<Directory>,
-    _config: Arc<Config>,
-) -> anyhow::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/api/admin/load-balancer", get(load_balancer))
+        .route("/api/admin/audit", get(audit_report))
         .route("/api/jobs/{id}", get(job))
-        .with_state(AppState { store, directory });
+        .route("/api/jobs/{id}/cancel", post(cancel))
+        .route("/api/jobs/{id}/retry", post(retry))
+        .route("/api/dead", get(dead_letters))
+        .with_state(state);
     axum::serve(listener, app).await?;
     Ok(())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
+    let role = if state.leader.get().is_some() {
+        "leader"
+    } else {
+        "standby"
+    };
     let mut conn = state.store.conn();
     match redis::cmd("PING").query_async::<String>(&mut conn).await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}\n")).into_response(),
+        Ok(_) => Json(json!({"status": "ok", "role": role})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "redis unreachable", "role": role, "error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -51,6 +91,13 @@ async fn load_balancer(State(state): State<AppState>) -> Response {
     let directory = state.directory.clone();
     match stats::collect(&state.store, |a| directory.is_healthy(a, now)).await {
         Ok(doc) => Json(doc).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+    }
+}
+
+async fn audit_report(State(state): State<AppState>) -> Response {
+    match audit::run(&state.store).await {
+        Ok(report) => Json(report).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
     }
 }
@@ -66,17 +113,109 @@ async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response 
     }
 }
 
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn dead_letters(State(state): State<AppState>, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let ids = match state.store.dead_letters(limit).await {
+        Ok(ids) => ids,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+    };
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        match state.store.job(&id).await {
+            Ok(Some(h)) => jobs.push(job_view(&h)),
+            Ok(None) => {}
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+        }
+    }
+    Json(json!({ "dead": jobs })).into_response()
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = fleet_protocol::is_valid_token(&id) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let Some(store) = state.leader.get() else {
+        return not_leader();
+    };
+    let now = now_ms();
+    match store.cancel(&id, now).await {
+        Ok(Cancelled::Done { lease, history }) => {
+            if let Some((agent, attempt)) = &lease {
+                state.directory.released(agent, false);
+                state.wake.notify_one();
+                let stop = ControlMessage::Cancel {
+                    job_id: id.clone(),
+                    attempt: *attempt,
+                };
+                if let Ok(body) = serde_json::to_vec(&stop) {
+                    if let Err(e) = state
+                        .js
+                        .client()
+                        .publish(subjects::control(agent), body.into())
+                        .await
+                    {
+                        tracing::warn!(job_id = %id, agent_id = %agent, error = %e, "cannot tell the agent to stop");
+                    }
+                }
+            }
+            tracing::info!(job_id = %id, "job cancelled by operator");
+            let result = JobResult {
+                job_id: id.clone(),
+                state: JobState::Cancelled,
+                result: None,
+                error: Some("cancelled by operator".into()),
+                agent_id: None,
+                attempts: results::history(Some(&history)),
+                finished_at_ms: now,
+            };
+            results::publish_reliably(&state.js, &result).await;
+            Json(json!({"job_id": id, "state": "cancelled"})).into_response()
+        }
+        Ok(Cancelled::Unknown) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Ok(Cancelled::AlreadyEnded(s)) => {
+            error(StatusCode::CONFLICT, format!("job {id} already ended: {s}"))
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = fleet_protocol::is_valid_token(&id) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let Some(store) = state.leader.get() else {
+        return not_leader();
+    };
+    match store.retry(&id, now_ms()).await {
+        Ok(Ok(())) => {
+            tracing::info!(job_id = %id, "job re-queued by operator");
+            state.wake.notify_one();
+            Json(json!({"job_id": id, "state": "queued"})).into_response()
+        }
+        Ok(Err(s)) if s == "unknown" => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Ok(Err(s)) => error(
+            StatusCode::CONFLICT,
+            format!("job {id} is {s}; only dead or cancelled jobs can be retried"),
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 /// A job's Redis hash as the JSON document `fleetctl job` prints.
 fn job_view(h: &HashMap<String, String>) -> Value {
     let text = |f: &str| h.get(f).filter(|v| !v.is_empty()).cloned();
     let num = |f: &str| text(f).and_then(|v| v.parse::<u64>().ok());
     let json_field = |f: &str| text(f).and_then(|v| serde_json::from_str::<Value>(&v).ok());
-    let priority = num("rank")
-        .and_then(|r| Priority::from_rank(r as u8))
-        .map(|p| p.as_str());
-    let submitted_priority = num("submitted_rank")
-        .and_then(|r| Priority::from_rank(r as u8))
-        .map(|p| p.as_str());
+    let priority = |f: &str| {
+        num(f)
+            .and_then(|r| Priority::from_rank(r as u8))
+            .map(|p| p.as_str())
+    };
     let attempts = match json_field("history") {
         Some(Value::Array(a)) => Value::Array(a),
         _ => Value::Array(Vec::new()),
@@ -85,8 +224,8 @@ fn job_view(h: &HashMap<String, String>) -> Value {
         "id": text("id"),
         "kind": text("kind"),
         "state": text("state"),
-        "priority": priority,
-        "submitted_priority": submitted_priority,
+        "priority": priority("rank"),
+        "submitted_priority": priority("submitted_rank"),
         "args": json_field("args"),
         "requires": json_field("requires"),
         "timeout_ms": num("timeout_ms"),
@@ -102,6 +241,13 @@ fn job_view(h: &HashMap<String, String>) -> Value {
         "started_at_ms": num("started_at"),
         "finished_at_ms": num("finished_at"),
     })
+}
+
+fn not_leader() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this balancer is a standby; send this to the leader".into(),
+    )
 }
 
 fn error(status: StatusCode, message: String) -> Response {

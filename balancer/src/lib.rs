@@ -12,25 +12,35 @@
 //!   commits leases with one script, then publishes the assignments.
 //! - [`events`] consumes the agents' events, applies a batch per fetch
 //!   with one script, publishes terminal [`results`], then acks.
-//! - [`http`] serves the stats document ([`stats`]) and job lookups.
+//! - [`sweeper`] fails leases of silent agents, unconfirmed assignments
+//!   and jobs past their timeout.
+//! - [`http`] serves the stats document ([`stats`]), job lookups, cancel,
+//!   retry, dead letters and the [`audit`].
+//!
+//! Only the leader ([`leadership`]) runs the tasks that change state; a
+//! standby serves HTTP and waits for the leadership lease.
 //!
 //! Every state change of a job happens inside one Lua script (`src/lua/`),
 //! so a crash between two steps never leaves a job half-moved.
 
+pub mod audit;
 pub mod config;
 pub mod directory;
 pub mod durable;
 pub mod events;
 pub mod http;
 pub mod intake;
+pub mod leadership;
 pub mod placement;
 pub mod results;
 pub mod scheduler;
 pub mod scripts;
 pub mod stats;
 pub mod store;
+pub mod sweeper;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -39,8 +49,10 @@ use tokio::sync::Notify;
 
 pub use config::Config;
 
-/// Connects to NATS and Redis, rebuilds the agent directory from Redis, and
-/// runs every task until one fails.
+/// Connects to NATS and Redis, serves HTTP, and leads whenever it can:
+/// while another balancer leads, this one stands by; once it leads, it
+/// rebuilds its view from Redis and runs every task until leadership is
+/// lost, then stands by again.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let nats = async_nats::ConnectOptions::new()
@@ -59,49 +71,76 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to Redis at {}", config.redis_url))?;
 
     let directory = Arc::new(directory::Directory::new(config.heartbeat_timeout));
-    for agent in store.load_agents().await? {
-        directory.restore(agent);
-    }
-    tracing::info!(
-        agents = directory.len(),
-        "agent directory rebuilt from Redis"
-    );
-
     let wake = Arc::new(Notify::new());
-    wake.notify_one();
+    let leader = Arc::new(http::LeaderSlot::default());
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-    tracing::info!(addr = %config.http_addr, "serving HTTP");
+    tracing::info!(addr = %config.http_addr, balancer = %config.balancer_id, "serving HTTP");
+    let mut server = tokio::spawn(http::serve(
+        listener,
+        http::AppState {
+            store: store.clone(),
+            leader: leader.clone(),
+            directory: directory.clone(),
+            js: js.clone(),
+            wake: wake.clone(),
+        },
+    ));
 
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(intake::run(
-        js.clone(),
-        store.clone(),
-        wake.clone(),
-        config.clone(),
-    ));
-    tasks.spawn(events::run(
-        js.clone(),
-        store.clone(),
-        directory.clone(),
-        wake.clone(),
-        config.clone(),
-    ));
-    tasks.spawn(scheduler::run(
-        nats.clone(),
-        store.clone(),
-        directory.clone(),
-        wake.clone(),
-        config.clone(),
-    ));
-    tasks.spawn(scheduler::tick(wake.clone(), config.sweep_interval));
-    tasks.spawn(http::serve(listener, store, directory, config.clone()));
+    let leadership =
+        leadership::Leadership::new(store.clone(), config.balancer_id.clone(), config.leader_ttl);
+    loop {
+        let token = tokio::select! {
+            token = leadership.acquire() => token,
+            served = &mut server => return served?,
+        };
+        let store = store.with_token(&token);
+        directory.reset(store.load_agents().await?);
+        tracing::info!(
+            agents = directory.len(),
+            "agent directory rebuilt from Redis"
+        );
+        leader.set(Some(store.clone()));
+        wake.notify_one();
 
-    match tasks.join_next().await {
-        Some(Ok(Ok(()))) | None => Ok(()),
-        Some(Ok(Err(e))) => Err(e),
-        Some(Err(e)) => Err(anyhow::anyhow!("a balancer task panicked: {e}")),
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(intake::run(
+            js.clone(),
+            store.clone(),
+            wake.clone(),
+            config.clone(),
+        ));
+        tasks.spawn(events::run(
+            js.clone(),
+            store.clone(),
+            directory.clone(),
+            wake.clone(),
+            config.clone(),
+        ));
+        tasks.spawn(scheduler::run(
+            nats.clone(),
+            store.clone(),
+            directory.clone(),
+            wake.clone(),
+            config.clone(),
+        ));
+        tasks.spawn(sweeper::run(
+            js.clone(),
+            store.clone(),
+            directory.clone(),
+            wake.clone(),
+            config.clone(),
+        ));
+        let held = tokio::select! {
+            lost = leadership.hold(token) => lost.to_string(),
+            ended = tasks.join_next() => format!("a leader task ended: {ended:?}"),
+            served = &mut server => return served?,
+        };
+        leader.set(None);
+        tasks.shutdown().await;
+        tracing::warn!(reason = %held, "stepped down; standing by");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -63,11 +63,20 @@ impl Candidates {
     }
 
     /// Picks the best qualifying agent for `job` and takes one of its
-    /// slots; `None` when no candidate qualifies or has room.
+    /// slots; `None` when no candidate qualifies or has room. A retry
+    /// avoids the agent its last attempt failed on while another fits.
     pub fn place(&mut self, job: &QueuedJob) -> Option<&str> {
+        let avoid = job.last_agent.as_deref();
+        let i = self.best(job, avoid).or_else(|| self.best(job, None))?;
+        self.free[i] -= 1;
+        Some(&self.agents[i].id)
+    }
+
+    fn best(&self, job: &QueuedJob, avoid: Option<&str>) -> Option<usize> {
         let mut best: Option<(usize, f64)> = None;
         for (i, agent) in self.agents.iter().enumerate() {
             if self.free[i] == 0
+                || avoid == Some(agent.id.as_str())
                 || agent
                     .capabilities
                     .satisfies(&job.kind, &job.requires)
@@ -80,9 +89,7 @@ impl Candidates {
                 best = Some((i, s));
             }
         }
-        let (i, _) = best?;
-        self.free[i] -= 1;
-        Some(&self.agents[i].id)
+        best.map(|(i, _)| i)
     }
 }
 
@@ -115,7 +122,23 @@ mod tests {
             rank: 1,
             timeout_ms: 1000,
             requires: Requirements::default(),
+            last_agent: None,
         }
+    }
+
+    #[test]
+    fn a_retry_goes_elsewhere_when_it_can() {
+        let mut c = Candidates::new(
+            vec![agent("a", 4, 0, &["sleep"]), agent("b", 4, 3, &["sleep"])],
+            Weights::default(),
+        );
+        let retry = QueuedJob {
+            last_agent: Some("a".into()),
+            ..job("sleep")
+        };
+        assert_eq!(c.place(&retry), Some("b"));
+        // With b full, the failed agent is better than nothing.
+        assert_eq!(c.place(&retry), Some("a"));
     }
 
     #[test]

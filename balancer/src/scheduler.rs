@@ -10,14 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch};
 use tokio::sync::Notify;
 
 use crate::directory::Directory;
 use crate::placement::{Candidates, Weights};
-use crate::store::{Assigned, QueuedJob, Store};
+use crate::store::{Assigned, QueuedJob, Store, StoreError};
 use crate::Config;
 
 /// Jobs read from the queue head per round, as a multiple of free slots.
@@ -40,21 +39,14 @@ pub async fn run(
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(e) => {
+                    if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::NotLeader)) {
+                        anyhow::bail!("scheduler: no longer leading");
+                    }
                     tracing::warn!(error = %e, "scheduling round failed; retrying on the next wake-up");
                     break;
                 }
             }
         }
-    }
-}
-
-/// Wakes the scheduler every `interval`, so health changes that no event
-/// announces (an agent going silent) are noticed.
-pub async fn tick(wake: Arc<Notify>, interval: Duration) -> anyhow::Result<()> {
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        ticker.tick().await;
-        wake.notify_one();
     }
 }
 

@@ -9,15 +9,35 @@ use redis::Script;
 
 /// Every script the balancer runs.
 pub struct Scripts {
+    pub lead: Script,
     pub enqueue: Script,
     pub peek: Script,
     pub assign: Script,
     pub events: Script,
+    pub expire: Script,
+    pub cancel: Script,
+    pub retry: Script,
 }
 
 impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
+            lead: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/lead.lua")
+            )),
+            expire: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/expire.lua")
+            )),
+            cancel: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/cancel.lua")
+            )),
+            retry: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/retry.lua")
+            )),
             enqueue: Script::new(concat!(
                 include_str!("lua/lib.lua"),
                 include_str!("lua/enqueue.lua")

@@ -18,6 +18,8 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("redis reply: {0}")]
     Parse(#[from] redis::ParsingError),
+    #[error("this balancer does not lead (another took over)")]
+    NotLeader,
     #[error("unexpected reply from {script}: {detail}")]
     Reply {
         script: &'static str,
@@ -26,6 +28,18 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// Scripts refuse a caller without the current leadership token with
+    /// a `NOTLEADER` error.
+    fn from_script(e: redis::RedisError) -> StoreError {
+        if e.code() == Some("NOTLEADER") {
+            StoreError::NotLeader
+        } else {
+            StoreError::Redis(e)
+        }
+    }
+}
 
 /// What the enqueue script did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +59,9 @@ pub struct QueuedJob {
     pub rank: u8,
     pub timeout_ms: u64,
     pub requires: Requirements,
+    /// The agent whose attempt failed last, if any: retries go elsewhere
+    /// when they can.
+    pub last_agent: Option<String>,
 }
 
 /// What the assign script did with one placement.
@@ -68,12 +85,57 @@ pub struct AgentRecord {
     pub alive: bool,
 }
 
+/// The outcome of a leadership attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lead {
+    /// We lead; the token fences every write.
+    Leader(String),
+    /// Someone else leads, holding this token.
+    Follower(String),
+}
+
+/// What the sweeper's script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expired {
+    AgentLost(String),
+    Requeued {
+        job_id: String,
+        agent_id: String,
+    },
+    Dead {
+        job_id: String,
+        agent_id: String,
+        history: String,
+    },
+    Cancel {
+        job_id: String,
+        agent_id: String,
+        attempt: u32,
+    },
+}
+
+/// What cancel.lua did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Cancelled; the agent (if leased) must stop that attempt.
+    Done {
+        lease: Option<(String, u32)>,
+        history: String,
+    },
+    Unknown,
+    AlreadyEnded(String),
+}
+
 /// The Redis side of the balancer. Cheap to clone.
+///
+/// A store made by [`Store::connect`] can read; one returned by
+/// [`Store::with_token`] also writes, fenced by that leadership token.
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
     keys: Keys,
     scripts: Arc<Scripts>,
+    token: Arc<str>,
 }
 
 impl Store {
@@ -89,7 +151,140 @@ impl Store {
             conn,
             keys,
             scripts: Arc::new(Scripts::new()),
+            token: Arc::from(""),
         })
+    }
+
+    /// This store, writing under leadership `token`.
+    pub fn with_token(&self, token: &str) -> Store {
+        Store {
+            token: Arc::from(token),
+            ..self.clone()
+        }
+    }
+
+    /// Acquires or renews the leadership lease for `candidate`.
+    pub async fn lead(&self, held: &str, candidate: &str, ttl: Duration) -> StoreResult<Lead> {
+        let reply: Vec<String> = self
+            .scripts
+            .lead
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(held)
+            .arg(candidate)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match reply.as_slice() {
+            [role, token] if role == "leader" => Ok(Lead::Leader(token.clone())),
+            [_, token] => Ok(Lead::Follower(token.clone())),
+            _ => Err(reply_error("lead", "two fields expected")),
+        }
+    }
+
+    /// One sweep: silent agents and overdue leases, at most `limit` each.
+    pub async fn expire(
+        &self,
+        now_ms: u64,
+        heartbeat_timeout: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Expired>> {
+        let reply: Vec<String> = self
+            .scripts
+            .expire
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .arg(now_ms)
+            .arg(heartbeat_timeout.as_millis() as u64)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
+        if !reply.len().is_multiple_of(4) {
+            return Err(reply_error("expire", "4 fields per outcome expected"));
+        }
+        Ok(reply
+            .chunks_exact(4)
+            .filter_map(|f| {
+                let (job_id, agent_id) = (f[1].clone(), f[2].clone());
+                Some(match f[0].as_str() {
+                    "agent_lost" => Expired::AgentLost(agent_id),
+                    "requeued" => Expired::Requeued { job_id, agent_id },
+                    "dead" => Expired::Dead {
+                        job_id,
+                        agent_id,
+                        history: f[3].clone(),
+                    },
+                    "cancel" => Expired::Cancel {
+                        job_id,
+                        agent_id,
+                        attempt: f[3].parse().ok()?,
+                    },
+                    _ => return None,
+                })
+            })
+            .collect())
+    }
+
+    /// Cancels a job that has not ended.
+    pub async fn cancel(&self, job_id: &str, now_ms: u64) -> StoreResult<Cancelled> {
+        let reply: Vec<String> = self
+            .scripts
+            .cancel
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .arg(now_ms)
+            .arg(job_id)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
+        Ok(match reply.as_slice() {
+            [status, previous, agent, attempt, history] if status == "cancelled" => {
+                let leased = previous != "queued" && !agent.is_empty();
+                Cancelled::Done {
+                    lease: leased
+                        .then(|| attempt.parse().ok().map(|a| (agent.clone(), a)))
+                        .flatten(),
+                    history: history.clone(),
+                }
+            }
+            [status] if status == "unknown_job" => Cancelled::Unknown,
+            [status] => Cancelled::AlreadyEnded(status.trim_start_matches("already_").to_string()),
+            _ => return Err(reply_error("cancel", "unexpected reply shape")),
+        })
+    }
+
+    /// Re-queues a dead or cancelled job; `Err(state)` when it is neither.
+    pub async fn retry(&self, job_id: &str, now_ms: u64) -> StoreResult<Result<(), String>> {
+        let reply: Vec<String> = self
+            .scripts
+            .retry
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .arg(now_ms)
+            .arg(job_id)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
+        Ok(match reply.as_slice() {
+            [status] if status == "queued" => Ok(()),
+            [status] if status == "unknown_job" => Err("unknown".to_string()),
+            [_, state] => Err(state.clone()),
+            _ => return Err(reply_error("retry", "unexpected reply shape")),
+        })
+    }
+
+    /// Dead-lettered job ids, newest first.
+    pub async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<String>> {
+        let stop = limit.max(1) as isize - 1;
+        Ok(self
+            .conn
+            .clone()
+            .zrevrange(self.keys.dead(), 0, stop)
+            .await?)
     }
 
     pub fn keys(&self) -> &Keys {
@@ -110,6 +305,7 @@ impl Store {
         let mut call = self.scripts.enqueue.prepare_invoke();
         call.key(self.keys.stats())
             .arg(self.keys.prefix())
+            .arg(&*self.token)
             .arg(now_ms);
         for job in jobs {
             call.arg(&job.id)
@@ -120,7 +316,10 @@ impl Store {
                 .arg(job.max_attempts)
                 .arg(serde_json::to_string(&job.requires).unwrap_or_else(|_| "{}".into()));
         }
-        let mut reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await?;
+        let mut reply: Vec<String> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
         let depth = reply
             .pop()
             .and_then(|d| d.parse().ok())
@@ -148,11 +347,11 @@ impl Store {
             .arg(limit)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        if !reply.len().is_multiple_of(6) {
-            return Err(reply_error("peek", "6 fields per job expected"));
+        if !reply.len().is_multiple_of(7) {
+            return Err(reply_error("peek", "7 fields per job expected"));
         }
         Ok(reply
-            .chunks_exact(6)
+            .chunks_exact(7)
             .map(|f| QueuedJob {
                 id: f[0].clone(),
                 kind: f[1].clone(),
@@ -160,6 +359,7 @@ impl Store {
                 rank: f[3].parse().unwrap_or(1),
                 timeout_ms: f[4].parse().unwrap_or(0),
                 requires: serde_json::from_str(&f[5]).unwrap_or_default(),
+                last_agent: (!f[6].is_empty()).then(|| f[6].clone()),
             })
             .collect())
     }
@@ -174,12 +374,16 @@ impl Store {
         let mut call = self.scripts.assign.prepare_invoke();
         call.key(self.keys.stats())
             .arg(self.keys.prefix())
+            .arg(&*self.token)
             .arg(now_ms)
             .arg(lease_deadline_ms);
         for (job, agent) in placements {
             call.arg(*job).arg(*agent);
         }
-        let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<String> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
         if reply.len() != placements.len() {
             return Err(reply_error("assign", "one outcome per placement expected"));
         }
@@ -202,12 +406,16 @@ impl Store {
         let mut call = self.scripts.events.prepare_invoke();
         call.key(self.keys.stats())
             .arg(self.keys.prefix())
+            .arg(&*self.token)
             .arg(now_ms)
             .arg(job_timeout_buffer);
         for field in &batch.fields {
             call.arg(field);
         }
-        let reply: Vec<Vec<String>> = call.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<Vec<String>> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
         if reply.len() != batch.events {
             return Err(reply_error("events", "one reply per event expected"));
         }

@@ -34,8 +34,12 @@ pub struct RunningJob {
 pub struct Heartbeat {
     pub agent_id: String,
     pub incarnation: String,
-    /// Every job the agent is running right now.
+    /// Every job occupying one of the agent's slots right now.
     pub running: Vec<RunningJob>,
+    /// Jobs that ended whose terminal event is still being sent: the agent
+    /// holds them, but they no longer take a slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finishing: Vec<RunningJob>,
 }
 
 /// The agent began running an assignment.

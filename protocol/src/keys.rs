@@ -15,6 +15,10 @@
 //! | `P:agents` | set | every agent id ever registered |
 //! | `P:agent:<id>` | hash | one agent: slots, capabilities, liveness, counters |
 //! | `P:agent:<id>:jobs` | set | job ids leased to that agent |
+//! | `P:agents:seen` | sorted set | alive agent ids by last heartbeat (ms), for the sweeper |
+//! | `P:dead` | sorted set | dead-lettered job ids by time of death (ms) |
+//! | `P:leader` | string | `<balancer id>:<epoch>`, the leadership lease (with a TTL) |
+//! | `P:leader:epoch` | string | leadership counter: each new leader's epoch |
 //! | `P:stats` | hash | fleet-wide counters behind the stats document |
 
 /// The default prefix `P`.
@@ -65,6 +69,14 @@ impl Keys {
 
     pub fn agent_jobs(&self, id: &str) -> String {
         format!("{}:agent:{id}:jobs", self.prefix)
+    }
+
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    pub fn leader(&self) -> String {
+        format!("{}:leader", self.prefix)
     }
 
     pub fn stats(&self) -> String {

@@ -1,16 +1,18 @@
 -- assign.lua: commits a batch of placements as leases.
 --
--- ARGV: prefix, now_ms, lease_deadline_ms, then pairs: job_id, agent_id
+-- ARGV: prefix, leader token, now_ms, lease_deadline_ms, then pairs:
+--   job_id, agent_id
 -- Each pair is committed only if the job is still queued, the agent is
 -- alive, and the agent holds fewer leases than its slots (invariant 3).
 -- Returns one string per pair: the new attempt number (the lease's fencing
 -- token) on success, else the reason: not_queued, agent_unavailable,
 -- agent_full.
 
-local now = ARGV[2]
-local deadline = ARGV[3]
+require_leader()
+local now = ARGV[3]
+local deadline = ARGV[4]
 local out = {}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id, agent = ARGV[i], ARGV[i + 1]
   local key = k_job(id)
   local job = redis.call('HMGET', key, 'state', 'attempt')

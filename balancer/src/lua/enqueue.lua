@@ -1,13 +1,14 @@
 -- enqueue.lua: adds a batch of validated jobs to the queue.
 --
--- ARGV: prefix, now_ms, then 7 fields per job:
+-- ARGV: prefix, leader token, now_ms, then 7 fields per job:
 --   id, kind, args_json, rank, timeout_ms, max_attempts, requires_json
 -- Returns one status per job ('queued' or 'duplicate': a job id seen before
 -- is never enqueued twice), then the queue depth.
 
-local now = ARGV[2]
+require_leader()
+local now = ARGV[3]
 local out = {}
-for i = 3, #ARGV, 7 do
+for i = 4, #ARGV, 7 do
   local id = ARGV[i]
   local key = k_job(id)
   if redis.call('EXISTS', key) == 1 then

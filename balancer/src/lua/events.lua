@@ -1,14 +1,15 @@
 -- events.lua: applies a batch of agent events in stream order, one handler
 -- per event type (the files concatenated before this one).
 --
--- ARGV: prefix, now_ms, job_timeout_buffer, then per event:
+-- ARGV: prefix, leader token, now_ms, job_timeout_buffer, then per event:
 --   type, field_count, fields...
 -- Returns one reply table per event, in order.
 
-local now = tonumber(ARGV[2])
-local buffer = tonumber(ARGV[3])
+require_leader()
+local now = tonumber(ARGV[3])
+local buffer = tonumber(ARGV[4])
 local out = {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local kind, n, a = ARGV[i], tonumber(ARGV[i + 1]), i + 2
   local r
@@ -23,7 +24,7 @@ while i <= #ARGV do
   elseif kind == 'register' then
     r = on_register(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], now)
   elseif kind == 'heartbeat' then
-    r = on_heartbeat(ARGV[a], ARGV[a + 1], ARGV[a + 2], now)
+    r = on_heartbeat(ARGV[a], ARGV[a + 1], a + 2, a + n - 1, now)
   else
     r = {'unknown_event'}
   end

@@ -1,18 +1,56 @@
--- heartbeat.lua: an agent is alive and reports how many jobs it runs.
--- Returns {'ok'}, {'unknown_agent'} (it must register again) or
--- {'stale_incarnation'} (a heartbeat from a process that was replaced).
+-- heartbeat.lua: an agent is alive and lists the jobs it holds.
+--
+-- A heartbeat keeps the agent, and so every lease it holds, alive: the
+-- sweeper (expire.lua) fails the leases of an agent silent for longer than
+-- the heartbeat timeout. A running lease the agent no longer lists is
+-- failed at once, but only when the job started before the agent's
+-- previous heartbeat was applied: events from one agent arrive in the
+-- order it sent them, so that heartbeat's list was taken after the start,
+-- and a job missing from a later list was dropped by the agent.
+--
+-- Fields: agent, incarnation, then job_id, attempt pairs (from ARGV[first]
+-- to ARGV[last]).
+-- Returns {'ok', then job_id, outcome, history per failed lease},
+-- {'unknown_agent'} (it must register), {'stale_incarnation'} (from a
+-- replaced process) or {'dead_agent'} (declared dead; it must register
+-- again as a new incarnation).
 
-local function on_heartbeat(agent, incarnation, running, now)
+local function on_heartbeat(agent, incarnation, first, last, now)
   local key = k_agent(agent)
-  local current = redis.call('HGET', key, 'incarnation')
-  if not current then
+  local a = redis.call('HMGET', key, 'incarnation', 'state', 'beats')
+  if not a[1] then
     stat('unknown_agent_events')
     return {'unknown_agent'}
   end
-  if current ~= incarnation then
+  if a[1] ~= incarnation then
     stat('stale_events')
     return {'stale_incarnation'}
   end
-  redis.call('HSET', key, 'last_seen', now, 'reported_running', running)
-  return {'ok'}
+  if a[2] ~= 'alive' then
+    return {'dead_agent'}
+  end
+  local beats = tonumber(a[3]) or 0
+  local listed = {}
+  local count = 0
+  for i = first, last, 2 do
+    listed[ARGV[i]] = tonumber(ARGV[i + 1])
+    count = count + 1
+  end
+  local out = {'ok'}
+  for _, id in ipairs(redis.call('SMEMBERS', k_agent_jobs(agent))) do
+    local j = redis.call('HMGET', k_job(id), 'state', 'attempt', 'started_beat')
+    local attempt = tonumber(j[2])
+    if j[1] == 'running' and listed[id] ~= attempt
+        and (tonumber(j[3]) or 0) < beats then
+      local r = fail_attempt(id, agent, attempt,
+        'agent ' .. agent .. ' no longer runs this job', 0, now)
+      out[#out + 1] = id
+      out[#out + 1] = r[1]
+      out[#out + 1] = r[2] or ''
+    end
+  end
+  redis.call('HSET', key, 'last_seen', now, 'reported_running', count,
+    'beats', beats + 1)
+  redis.call('ZADD', K_SEEN, now, agent)
+  return out
 end

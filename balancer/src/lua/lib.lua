@@ -4,6 +4,9 @@
 -- so the helpers are plain locals. ARGV[1] is always the key prefix, e.g.
 -- "fleet:{fleet}"; the names below must match protocol/src/keys.rs.
 -- Every key shares the prefix's hash tag, so a script touches one slot.
+-- ARGV[2] is the caller's leadership token in every script that changes
+-- state: require_leader() refuses a balancer that no longer leads, so a
+-- deposed leader can never overwrite its successor's work.
 
 local P = ARGV[1]
 local K_QUEUE = P .. ':queue'
@@ -11,6 +14,16 @@ local K_LEASES = P .. ':leases'
 local K_SEQ = P .. ':seq'
 local K_AGENTS = P .. ':agents'
 local K_STATS = P .. ':stats'
+local K_LEADER = P .. ':leader'
+local K_SEEN = P .. ':agents:seen'
+local K_DEAD = P .. ':dead'
+
+-- Aborts the script unless ARGV[2] is the current leadership token.
+local function require_leader()
+  if redis.call('GET', K_LEADER) ~= ARGV[2] then
+    error({err = 'NOTLEADER this balancer does not hold the leadership lease'})
+  end
+end
 
 local function k_job(id) return P .. ':job:' .. id end
 local function k_agent(id) return P .. ':agent:' .. id end
@@ -53,7 +66,8 @@ local function push_history(id, record)
 end
 
 -- Ends the current attempt of a leased job as failed: back to the queue one
--- priority class up, or dead-lettered once max_attempts is spent.
+-- priority class up, or dead-lettered once max_attempts is spent (counted
+-- from attempt_base, which an operator's retry moves forward).
 -- Returns {'requeued'} or {'dead', history}.
 local function fail_attempt(id, agent, attempt, err, duration_ms, now)
   local key = k_job(id)
@@ -64,17 +78,19 @@ local function fail_attempt(id, agent, attempt, err, duration_ms, now)
   })
   stat('failed_attempts')
   redis.call('HINCRBY', k_agent(agent), 'failed', 1)
-  local job = redis.call('HMGET', key, 'max_attempts', 'rank')
-  if attempt >= tonumber(job[1]) then
+  local job = redis.call('HMGET', key, 'max_attempts', 'rank', 'attempt_base')
+  if attempt - (tonumber(job[3]) or 0) >= tonumber(job[1]) then
     -- The agent field stays, so a redelivered copy of this failure is
     -- recognised as the same event.
-    redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_at', now)
+    redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_at', now,
+      'last_agent', agent)
+    redis.call('ZADD', K_DEAD, now, id)
     stat('dead')
     return {'dead', history}
   end
   local rank = math.min(tonumber(job[2]) + 1, 3)
   redis.call('HSET', key, 'state', 'queued', 'rank', rank, 'agent', '',
-    'error', err)
+    'error', err, 'last_agent', agent)
   push_queue(id, rank)
   stat('retried')
   return {'requeued'}

@@ -2,16 +2,18 @@
 -- changing anything.
 --
 -- ARGV: prefix, limit
--- Returns 6 fields per queued job, in queue order:
---   id, kind, args_json, rank, timeout_ms, requires_json
+-- Returns 7 fields per queued job, in queue order:
+--   id, kind, args_json, rank, timeout_ms, requires_json, last_agent
+-- (last_agent: the agent whose attempt failed last, or '')
 
 local ids = redis.call('ZRANGE', K_QUEUE, 0, tonumber(ARGV[2]) - 1)
 local out = {}
 for _, id in ipairs(ids) do
-  local j = redis.call('HMGET', k_job(id), 'kind', 'args', 'rank', 'timeout_ms', 'requires')
+  local j = redis.call('HMGET', k_job(id), 'kind', 'args', 'rank', 'timeout_ms',
+    'requires', 'last_agent')
   if j[1] then
     out[#out + 1] = id
-    for f = 1, 5 do out[#out + 1] = j[f] end
+    for f = 1, 6 do out[#out + 1] = j[f] or '' end
   else
     -- A queue entry without its job cannot run; drop it so it cannot block.
     redis.call('ZREM', K_QUEUE, id)

@@ -9,8 +9,9 @@ local function on_register(agent, incarnation, slots, caps, now)
   local previous = redis.call('HGET', key, 'incarnation')
   redis.call('HSET', key, 'id', agent, 'incarnation', incarnation,
     'slots', slots, 'caps', caps, 'state', 'alive',
-    'registered_at', now, 'last_seen', now)
+    'registered_at', now, 'last_seen', now, 'beats', 0)
   redis.call('SADD', K_AGENTS, agent)
+  redis.call('ZADD', K_SEEN, now, agent)
   local dead = {}
   if previous and previous ~= incarnation then
     for _, id in ipairs(redis.call('SMEMBERS', k_agent_jobs(agent))) do

@@ -15,7 +15,12 @@ local function on_started(agent, id, attempt, now, buffer)
     return {'stale'}
   end
   if job[1] == 'assigned' then
-    redis.call('HSET', key, 'state', 'running', 'started_at', now)
+    -- started_beat: how many heartbeats of this agent preceded the start;
+    -- heartbeat.lua only holds a job's absence against the agent once a
+    -- later heartbeat must have listed it.
+    local beats = redis.call('HGET', k_agent(agent), 'beats') or 0
+    redis.call('HSET', key, 'state', 'running', 'started_at', now,
+      'started_beat', beats)
     local deadline = now + math.ceil(tonumber(job[4]) * buffer)
     redis.call('ZADD', K_LEASES, string.format('%d', deadline), id)
     stat('started')

@@ -1,0 +1,184 @@
+//! The audit: reads every job, lease, queue entry and agent in Redis and
+//! checks DESIGN.md's invariants against them.
+//!
+//! It reads without stopping the fleet, so on a busy fleet a job can move
+//! between two reads and look inconsistent for an instant; run it on a
+//! quiet (drained) fleet for a verdict, as the chaos tests do.
+
+use std::collections::{HashMap, HashSet};
+
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use crate::store::{Store, StoreResult};
+
+/// What the audit found.
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    pub ok: bool,
+    pub jobs: usize,
+    pub agents: usize,
+    pub by_state: HashMap<String, usize>,
+    pub breaches: Vec<Breach>,
+}
+
+/// One broken invariant.
+#[derive(Debug, Serialize)]
+pub struct Breach {
+    /// A job id, or `agent:<id>`.
+    pub id: String,
+    pub problem: String,
+}
+
+const FIELDS: [&str; 8] = [
+    "state",
+    "attempt",
+    "attempt_base",
+    "max_attempts",
+    "agent",
+    "history",
+    "done_by",
+    "finished_at",
+];
+
+/// Runs every check.
+pub async fn run(store: &Store) -> StoreResult<AuditReport> {
+    let keys = store.keys().clone();
+    let mut conn = store.conn();
+    let job_prefix = keys.job("");
+    let mut job_keys: Vec<String> = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{job_prefix}*")).await?;
+        while let Some(item) = futures::StreamExt::next(&mut iter).await {
+            job_keys.push(item?);
+        }
+    }
+    let queue: HashSet<String> = conn.zrange(keys.queue(), 0, -1).await?;
+    let leases: HashSet<String> = conn.zrange(keys.leases(), 0, -1).await?;
+    let agent_ids: Vec<String> = conn.smembers(keys.agents()).await?;
+
+    let mut breaches = Vec::new();
+    let mut by_state: HashMap<String, usize> = HashMap::new();
+    let mut leased_to: HashMap<String, String> = HashMap::new();
+    let mut breach = |id: &str, problem: String| {
+        breaches.push(Breach {
+            id: id.to_string(),
+            problem,
+        })
+    };
+
+    for chunk in job_keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("HMGET").arg(key).arg(&FIELDS[..]);
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await?;
+        for (key, row) in chunk.iter().zip(rows) {
+            let id = key.trim_start_matches(&job_prefix).to_string();
+            let f = |name: &str| {
+                FIELDS
+                    .iter()
+                    .position(|n| *n == name)
+                    .and_then(|i| row.get(i).cloned().flatten())
+                    .unwrap_or_default()
+            };
+            let num = |name: &str| f(name).parse::<i64>().unwrap_or(0);
+            let state = f("state");
+            *by_state.entry(state.clone()).or_default() += 1;
+            let history: Vec<serde_json::Value> =
+                serde_json::from_str(&f("history")).unwrap_or_default();
+            let successes = history
+                .iter()
+                .filter(|h| h["outcome"] == "succeeded")
+                .count();
+            let in_queue = queue.contains(&id);
+            let in_leases = leases.contains(&id);
+            match state.as_str() {
+                "queued" => {
+                    if !in_queue {
+                        breach(&id, "queued but not in the queue".into());
+                    }
+                    if in_leases {
+                        breach(&id, "queued but holds a lease".into());
+                    }
+                }
+                "assigned" | "running" => {
+                    if !in_leases {
+                        breach(&id, format!("{state} without a lease"));
+                    }
+                    if in_queue {
+                        breach(&id, format!("{state} but still in the queue"));
+                    }
+                    leased_to.insert(id.clone(), f("agent"));
+                }
+                "succeeded" | "dead" | "cancelled" => {
+                    if in_queue || in_leases {
+                        breach(&id, format!("{state} (terminal) but queued or leased"));
+                    }
+                    if f("finished_at").is_empty() {
+                        breach(&id, format!("{state} without a finish time"));
+                    }
+                }
+                other => breach(&id, format!("unknown state {other:?}")),
+            }
+            if successes > 1 {
+                breach(&id, format!("{successes} results accepted"));
+            }
+            if state == "succeeded" && (successes != 1 || f("done_by").is_empty()) {
+                breach(&id, "succeeded without exactly one accepted result".into());
+            }
+            if state != "succeeded" && successes > 0 {
+                breach(&id, format!("{state} but a result was accepted"));
+            }
+            let used = num("attempt") - num("attempt_base");
+            if used > num("max_attempts") {
+                breach(
+                    &id,
+                    format!("{used} attempts used of max {}", num("max_attempts")),
+                );
+            }
+        }
+    }
+
+    for id in &leases {
+        if !leased_to.contains_key(id) {
+            breach(id, "lease entry for a job that holds no lease".into());
+        }
+    }
+    for id in &queue {
+        if !job_keys.iter().any(|k| k.ends_with(id.as_str())) {
+            breach(id, "queue entry without a job".into());
+        }
+    }
+    for agent in &agent_ids {
+        let held: Vec<String> = conn.smembers(keys.agent_jobs(agent)).await?;
+        let slots: Option<u32> = conn.hget(keys.agent(agent), "slots").await?;
+        let slots = slots.unwrap_or(0);
+        let who = format!("agent:{agent}");
+        if held.len() > slots as usize {
+            breach(
+                &who,
+                format!("holds {} leases with {slots} slots", held.len()),
+            );
+        }
+        for job in &held {
+            if leased_to.get(job) != Some(agent) {
+                breach(&who, format!("lists {job}, which is not leased to it"));
+            }
+        }
+    }
+    for (job, agent) in &leased_to {
+        let member: bool = conn.sismember(keys.agent_jobs(agent), job).await?;
+        if !member {
+            breach(job, format!("leased to {agent}, which does not list it"));
+        }
+    }
+
+    Ok(AuditReport {
+        ok: breaches.is_empty(),
+        jobs: job_keys.len(),
+        agents: agent_ids.len(),
+        by_state,
+        breaches,
+    })
+}

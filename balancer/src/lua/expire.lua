@@ -1,0 +1,71 @@
+-- expire.lua: the sweeper's pass over silent agents and overdue leases.
+--
+-- ARGV: prefix, leader token, now_ms, heartbeat_timeout_ms, limit
+-- An alive agent not heard from for heartbeat_timeout is declared dead and
+-- every lease it holds fails at once. A lease past its deadline fails too:
+-- an assigned job whose agent never confirmed the start (accept timeout),
+-- or a running job past timeout x buffer, which its agent is also told to
+-- cancel. Each failed attempt is re-queued or, with its attempts spent,
+-- dead-lettered (fail_attempt). At most `limit` agents and `limit` leases
+-- per call; the caller calls again while a call hits the limit.
+-- Returns 4 fields per outcome: kind, job_id or agent_id, agent_id, extra:
+--   'agent_lost', agent, agent, ''
+--   'requeued', job, agent, ''
+--   'dead', job, agent, history
+--   'cancel', job, agent, attempt
+
+require_leader()
+local now = tonumber(ARGV[3])
+local timeout = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5])
+local out = {}
+local function emit(kind, id, agent, extra)
+  out[#out + 1] = kind
+  out[#out + 1] = id
+  out[#out + 1] = agent
+  out[#out + 1] = extra
+end
+local function fail(id, agent, attempt, err)
+  local r = fail_attempt(id, agent, attempt, err, 0, now)
+  emit(r[1], id, agent, r[2] or '')
+end
+
+local silent = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf',
+  string.format('%d', now - timeout), 'LIMIT', 0, limit)
+for _, agent in ipairs(silent) do
+  redis.call('ZREM', K_SEEN, agent)
+  if redis.call('HGET', k_agent(agent), 'state') == 'alive' then
+    redis.call('HSET', k_agent(agent), 'state', 'dead', 'died_at', now)
+    stat('agents_lost')
+    emit('agent_lost', agent, agent, '')
+    local err = 'agent ' .. agent .. ' lost: no heartbeat for ' .. timeout .. ' ms'
+    for _, id in ipairs(redis.call('SMEMBERS', k_agent_jobs(agent))) do
+      local attempt = tonumber(redis.call('HGET', k_job(id), 'attempt'))
+      if attempt then
+        fail(id, agent, attempt, err)
+      else
+        redis.call('SREM', k_agent_jobs(agent), id)
+      end
+    end
+  end
+end
+
+local overdue = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf',
+  string.format('%d', now), 'LIMIT', 0, limit)
+for _, id in ipairs(overdue) do
+  local j = redis.call('HMGET', k_job(id), 'state', 'attempt', 'agent', 'timeout_ms')
+  local attempt = tonumber(j[2])
+  if j[1] == 'assigned' then
+    stat('accept_timeouts')
+    fail(id, j[3], attempt, 'not started within the accept timeout')
+  elseif j[1] == 'running' then
+    stat('job_timeouts')
+    emit('cancel', id, j[3], tostring(attempt))
+    fail(id, j[3], attempt, 'timed out: still running past its timeout of '
+      .. j[4] .. ' ms')
+  else
+    -- A lease entry whose job holds no lease cannot expire anything.
+    redis.call('ZREM', K_LEASES, id)
+  end
+end
+return out

@@ -1,0 +1,98 @@
+//! The sweeper: every sweep interval, fails what time has run out on.
+//!
+//! One `expire.lua` call declares silent agents dead (their leases fail at
+//! once), fails leases whose agent never confirmed the start, and fails
+//! running jobs past timeout × buffer, whose agents are told to cancel
+//! them. Failed attempts go back to the queue or, spent, to the dead
+//! letters; the scheduler is woken to place them again.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use fleet_protocol::{subjects, time::now_ms, ControlMessage};
+use tokio::sync::Notify;
+
+use crate::directory::Directory;
+use crate::results;
+use crate::store::{Expired, Store, StoreError};
+use crate::Config;
+
+/// Most agents and leases handled per script call.
+const LIMIT: usize = 1_000;
+
+pub async fn run(
+    js: jetstream::Context,
+    store: Store,
+    directory: Arc<Directory>,
+    wake: Arc<Notify>,
+    config: Arc<Config>,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(config.sweep_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        loop {
+            let outcomes = match store
+                .expire(now_ms(), config.heartbeat_timeout, LIMIT)
+                .await
+            {
+                Ok(o) => o,
+                Err(StoreError::NotLeader) => anyhow::bail!("sweeper: no longer leading"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed; retrying next interval");
+                    break;
+                }
+            };
+            let more = outcomes.len() >= LIMIT;
+            for outcome in outcomes {
+                handle(&js, &directory, outcome).await;
+            }
+            if !more {
+                break;
+            }
+        }
+        // Also the scheduler's fallback wake-up: health changes that no
+        // event announces (an agent going silent) are noticed here.
+        wake.notify_one();
+    }
+}
+
+async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired) {
+    match outcome {
+        Expired::AgentLost(agent) => {
+            tracing::warn!(agent_id = %agent, "agent lost: no heartbeat within the timeout; its leases are re-queued");
+            directory.mark_dead(&agent);
+        }
+        Expired::Requeued { job_id, agent_id } => {
+            tracing::info!(job_id = %job_id, agent_id = %agent_id, "lease expired; job re-queued");
+            directory.released(&agent_id, false);
+        }
+        Expired::Dead {
+            job_id,
+            agent_id,
+            history,
+        } => {
+            tracing::warn!(job_id = %job_id, agent_id = %agent_id, "lease expired on the last attempt; job dead-lettered");
+            directory.released(&agent_id, false);
+            let result = results::dead(&job_id, &history, now_ms());
+            results::publish_reliably(js, &result).await;
+        }
+        Expired::Cancel {
+            job_id,
+            agent_id,
+            attempt,
+        } => {
+            tracing::warn!(job_id = %job_id, agent_id = %agent_id, attempt, "job past its timeout; cancelling it on its agent");
+            let message = ControlMessage::Cancel { job_id, attempt };
+            if let Ok(body) = serde_json::to_vec(&message) {
+                if let Err(e) = js
+                    .client()
+                    .publish(subjects::control(&agent_id), body.into())
+                    .await
+                {
+                    tracing::warn!(agent_id = %agent_id, error = %e, "cannot send cancel");
+                }
+            }
+        }
+    }
+}
