@@ -30,6 +30,11 @@ pub struct Config {
     #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Fault injection for tests: never time jobs out here, leaving it to
+    /// the balancer's lease (as if the agent hung).
+    #[arg(long, hide = true)]
+    pub fault_no_timeouts: bool,
+
     /// Log format: text or json.
     #[arg(long, env = "FLEET_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

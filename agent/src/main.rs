@@ -64,7 +64,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let runner = Arc::new(runner::Runner::new(
         register,
         reporter.clone(),
-        workloads::Workloads::detect(),
+        workloads::Workloads::detect(!config.fault_no_timeouts),
     ));
     runner.register().await;
     tokio::spawn(heartbeat::run(

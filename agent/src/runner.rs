@@ -124,7 +124,13 @@ impl Runner {
     pub async fn serve_control(self: Arc<Self>, mut subscription: async_nats::Subscriber) {
         while let Some(message) = subscription.next().await {
             match serde_json::from_slice::<ControlMessage>(&message.payload) {
-                Ok(ControlMessage::Register) => self.rejoin().await,
+                Ok(ControlMessage::Register { incarnation }) => {
+                    if incarnation == self.registration().incarnation {
+                        self.rejoin().await;
+                    } else {
+                        tracing::debug!(agent_id = %self.agent_id, "register request for a replaced incarnation ignored");
+                    }
+                }
                 Ok(ControlMessage::Cancel { job_id, attempt }) => self.cancel(&job_id, attempt),
                 Err(e) => {
                     tracing::warn!(agent_id = %self.agent_id, error = %e, "undecodable control message ignored")

@@ -23,6 +23,10 @@ const ERRORS_BEFORE_REOPEN: u32 = 5;
 /// Something that processes one batch of messages, acking each itself.
 pub trait BatchHandler {
     fn handle(&mut self, batch: Vec<jetstream::Message>) -> impl Future<Output = ()> + Send;
+
+    /// The flow of messages broke (consumer errors, re-opening): messages
+    /// may be waiting that were not handed over.
+    fn interrupted(&mut self) {}
 }
 
 /// Opens (or creates) the durable consumer `durable` on `stream`.
@@ -66,6 +70,7 @@ pub async fn consume(
         let messages = match open(&js, stream, durable).await {
             Ok(m) => m,
             Err(e) => {
+                handler.interrupted();
                 tracing::warn!(stream, durable, error = %e, "cannot open consumer; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -81,6 +86,7 @@ pub async fn consume(
                     Ok(m) => batch.push(m),
                     Err(e) => {
                         errors += 1;
+                        handler.interrupted();
                         tracing::warn!(stream, error = %e, "consumer error");
                     }
                 }

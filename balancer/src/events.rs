@@ -20,6 +20,7 @@ use crate::directory::Directory;
 use crate::durable::{self, BatchHandler};
 use crate::results;
 use crate::store::{EventArgs, Store};
+use crate::watch::Watch;
 use crate::Config;
 
 const DURABLE: &str = "fleet-balancer-events";
@@ -30,6 +31,7 @@ pub async fn run(
     store: Store,
     directory: Arc<Directory>,
     wake: Arc<Notify>,
+    watch: Arc<Watch>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
     let handler = Events {
@@ -37,6 +39,7 @@ pub async fn run(
         store,
         directory,
         wake,
+        watch,
         config,
     };
     durable::consume(js, streams::EVENTS, DURABLE, handler).await
@@ -47,6 +50,7 @@ struct Events {
     store: Store,
     directory: Arc<Directory>,
     wake: Arc<Notify>,
+    watch: Arc<Watch>,
     config: Arc<Config>,
 }
 
@@ -86,6 +90,11 @@ fn script_fields(event: &AgentEvent) -> Vec<String> {
 }
 
 impl BatchHandler for Events {
+    fn interrupted(&mut self) {
+        // Heartbeats may be waiting unread: silence is not yet evidence.
+        self.watch.restart("event consumer interrupted");
+    }
+
     async fn handle(&mut self, batch: Vec<jetstream::Message>) {
         let mut args = EventArgs::default();
         let mut events = Vec::with_capacity(batch.len());
@@ -117,6 +126,8 @@ impl BatchHandler for Events {
         {
             Ok(r) => r,
             Err(e) => {
+                // Unapplied heartbeats must not count as silence.
+                self.watch.restart("events not applied");
                 tracing::error!(error = %e, events = events.len(), "applying events failed; they will be redelivered");
                 for m in &messages {
                     durable::retry_later(m).await;
@@ -210,9 +221,9 @@ impl Events {
                     Outcome::Publish(dead, true)
                 }
             }
-            (AgentEvent::Heartbeat(_), "unknown_agent" | "dead_agent") => {
+            (AgentEvent::Heartbeat(h), "unknown_agent" | "dead_agent") => {
                 tracing::info!(agent_id = %agent, outcome = status, "heartbeat from an agent not alive here; asking it to register");
-                self.ask_to_register(agent).await;
+                self.ask_to_register(agent, &h.incarnation).await;
                 Outcome::Nothing
             }
             (AgentEvent::Heartbeat(_), "ok") => {
@@ -283,8 +294,11 @@ impl Events {
         }
     }
 
-    async fn ask_to_register(&self, agent: &str) {
-        let Ok(body) = serde_json::to_vec(&ControlMessage::Register) else {
+    async fn ask_to_register(&self, agent: &str, incarnation: &str) {
+        let ask = ControlMessage::Register {
+            incarnation: incarnation.to_string(),
+        };
+        let Ok(body) = serde_json::to_vec(&ask) else {
             return;
         };
         if let Err(e) = self

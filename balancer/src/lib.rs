@@ -38,6 +38,7 @@ pub mod scripts;
 pub mod stats;
 pub mod store;
 pub mod sweeper;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +56,22 @@ pub use config::Config;
 /// lost, then stands by again.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let watch = Arc::new(watch::Watch::new());
+    let watch_events = watch.clone();
     let nats = async_nats::ConnectOptions::new()
         .name("fleet-balancer")
+        .event_callback(move |event| {
+            let watch = watch_events.clone();
+            async move {
+                if matches!(
+                    event,
+                    async_nats::Event::Disconnected | async_nats::Event::Connected
+                ) {
+                    tracing::warn!(%event, "NATS connection");
+                    watch.restart("NATS connection changed");
+                }
+            }
+        })
         .retry_on_initial_connect()
         .connect(&config.nats_url)
         .await
@@ -103,6 +118,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "agent directory rebuilt from Redis"
         );
         leader.set(Some(store.clone()));
+        // Whatever piled up while another balancer (or none) led has not
+        // been applied yet: silence is counted from now.
+        watch.restart("leadership acquired");
         wake.notify_one();
 
         let mut tasks = tokio::task::JoinSet::new();
@@ -117,6 +135,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             directory.clone(),
             wake.clone(),
+            watch.clone(),
             config.clone(),
         ));
         tasks.spawn(scheduler::run(
@@ -131,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             directory.clone(),
             wake.clone(),
+            watch.clone(),
             config.clone(),
         ));
         let held = tokio::select! {

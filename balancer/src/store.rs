@@ -182,12 +182,14 @@ impl Store {
         }
     }
 
-    /// One sweep: silent agents and overdue leases, at most `limit` each.
+    /// One sweep: silent agents and overdue leases, at most `limit` each;
+    /// either check can be left out.
     pub async fn expire(
         &self,
         now_ms: u64,
         heartbeat_timeout: Duration,
         limit: usize,
+        (check_agents, check_leases): (bool, bool),
     ) -> StoreResult<Vec<Expired>> {
         let reply: Vec<String> = self
             .scripts
@@ -198,6 +200,8 @@ impl Store {
             .arg(now_ms)
             .arg(heartbeat_timeout.as_millis() as u64)
             .arg(limit)
+            .arg(if check_agents { "1" } else { "0" })
+            .arg(if check_leases { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::directory::Directory;
 use crate::results;
 use crate::store::{Expired, Store, StoreError};
+use crate::watch::Watch;
 use crate::Config;
 
 /// Most agents and leases handled per script call.
@@ -25,6 +26,7 @@ pub async fn run(
     store: Store,
     directory: Arc<Directory>,
     wake: Arc<Notify>,
+    watch: Arc<Watch>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(config.sweep_interval);
@@ -32,13 +34,22 @@ pub async fn run(
     loop {
         ticker.tick().await;
         loop {
+            let now = now_ms();
+            let checks = (
+                watch.covers(config.heartbeat_timeout, now),
+                watch.covers(config.accept_timeout, now),
+            );
+            if checks == (false, false) {
+                break;
+            }
             let outcomes = match store
-                .expire(now_ms(), config.heartbeat_timeout, LIMIT)
+                .expire(now, config.heartbeat_timeout, LIMIT, checks)
                 .await
             {
                 Ok(o) => o,
                 Err(StoreError::NotLeader) => anyhow::bail!("sweeper: no longer leading"),
                 Err(e) => {
+                    watch.restart("sweep failed");
                     tracing::warn!(error = %e, "sweep failed; retrying next interval");
                     break;
                 }

@@ -5,8 +5,19 @@ use serde_json::Value;
 
 /// GETs `path` from the balancer and returns its JSON body.
 pub async fn get(base: &str, path: &str) -> anyhow::Result<Value> {
+    request(reqwest::Method::GET, base, path).await
+}
+
+/// POSTs to `path` and returns the JSON body.
+pub async fn post(base: &str, path: &str) -> anyhow::Result<Value> {
+    request(reqwest::Method::POST, base, path).await
+}
+
+async fn request(method: reqwest::Method, base: &str, path: &str) -> anyhow::Result<Value> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let response = reqwest::get(&url)
+    let response = reqwest::Client::new()
+        .request(method, &url)
+        .send()
         .await
         .with_context(|| format!("cannot reach the balancer at {base}"))?;
     let status = response.status();

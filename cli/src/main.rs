@@ -51,6 +51,24 @@ pub enum Command {
     },
     /// Show the fleet's stats document.
     Stats,
+    /// Cancel a queued or running job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// Re-queue a dead-lettered or cancelled job.
+    Retry {
+        /// The job id.
+        id: String,
+    },
+    /// List dead-lettered jobs, newest first.
+    Dead {
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Check every job against fleet's invariants; non-zero exit on a breach.
+    Audit,
 }
 
 #[tokio::main]
@@ -62,6 +80,10 @@ async fn main() {
         Command::Wait { id, timeout } => commands::wait::run(&cli, id, *timeout).await,
         Command::Job { id } => commands::job::run(&cli, id).await,
         Command::Stats => commands::stats::run(&cli).await,
+        Command::Cancel { id } => commands::lifecycle::run(&cli, id, "cancel").await,
+        Command::Retry { id } => commands::lifecycle::run(&cli, id, "retry").await,
+        Command::Dead { limit } => commands::dead::run(&cli, *limit).await,
+        Command::Audit => commands::audit::run(&cli).await,
     };
     match outcome {
         Ok(code) => std::process::exit(code),

@@ -31,9 +31,12 @@ pub struct AssignmentBatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlMessage {
-    /// The balancer does not know this agent (for example after its state
-    /// was lost): register again.
-    Register,
+    /// The balancer does not count this incarnation of the agent as alive
+    /// (it was declared dead, or its state was lost): every lease it held
+    /// was failed. The agent drops that work and registers again as a new
+    /// incarnation. An agent whose incarnation differs ignores this (it
+    /// answers a heartbeat of a process that was already replaced).
+    Register { incarnation: String },
     /// Stop running this attempt of a job.
     Cancel { job_id: String, attempt: u32 },
 }

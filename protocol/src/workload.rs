@@ -3,7 +3,8 @@
 //! will never offer it.
 
 /// Every kind an agent can offer.
-pub const KNOWN_KINDS: &[&str] = &["sleep", "echo", "cuda.vector_add"];
+/// `flaky` is a test workload that fails or hangs its first attempts.
+pub const KNOWN_KINDS: &[&str] = &["sleep", "echo", "flaky", "cuda.vector_add"];
 
 /// Whether `kind` is one fleet knows.
 pub fn is_known(kind: &str) -> bool {

@@ -59,6 +59,8 @@ pub struct FleetConfig {
     pub heartbeat_timeout: Duration,
     /// Extra flags for the balancer.
     pub balancer_args: Vec<String>,
+    /// Extra flags for every agent.
+    pub agent_args: Vec<String>,
 }
 
 impl Default for FleetConfig {
@@ -68,6 +70,7 @@ impl Default for FleetConfig {
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(3),
             balancer_args: Vec::new(),
+            agent_args: Vec::new(),
         }
     }
 }
@@ -100,7 +103,13 @@ impl Fleet {
         let nats = NatsServer::start(dir.path().join("nats"))?;
         let redis = RedisServer::start(dir.path().join("redis"))?;
         let http_port = servers::free_port()?;
-        let balancer = start_balancer(&config, &nats, &redis, http_port, dir.path())?;
+        let balancer = start_balancer(
+            &config,
+            &nats,
+            &redis,
+            http_port,
+            &dir.path().join("balancer.log"),
+        )?;
         let mut fleet = Fleet {
             config: config.clone(),
             nats,
@@ -124,6 +133,18 @@ impl Fleet {
 
     /// Starts one more agent process.
     pub fn start_agent(&mut self, id: &str, slots: u32) -> anyhow::Result<()> {
+        self.start_agent_with(id, slots, &[])
+    }
+
+    /// Starts one more agent process with extra flags.
+    pub fn start_agent_with(&mut self, id: &str, slots: u32, extra: &[&str]) -> anyhow::Result<()> {
+        let extra: Vec<String> = self
+            .config
+            .agent_args
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
         let agent = Process::spawn(
             &format!("agent {id}"),
             binary("fleet-agent")?,
@@ -136,7 +157,9 @@ impl Fleet {
                 slots.to_string(),
                 "--heartbeat-interval".into(),
                 format!("{}ms", self.config.heartbeat_interval.as_millis()),
-            ],
+            ]
+            .into_iter()
+            .chain(extra),
             &self.dir.path().join(format!("agent-{id}.log")),
         )?;
         self.agents.push(agent);
@@ -148,14 +171,51 @@ impl Fleet {
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
-        let url = format!("{}/healthz", self.balancer_url());
-        wait_until(Duration::from_secs(20), "balancer /healthz", || async {
-            Ok(reqwest::get(&url)
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false))
-        })
-        .await
+        wait_leader(self.http_port, Duration::from_secs(20)).await
+    }
+
+    /// Starts another balancer (a standby while this one leads); returns
+    /// it and its HTTP port.
+    pub fn start_balancer(&self, name: &str) -> anyhow::Result<(Process, u16)> {
+        let port = servers::free_port()?;
+        let process = start_balancer(
+            &self.config,
+            &self.nats,
+            &self.redis,
+            port,
+            &self.dir.path().join(format!("{name}.log")),
+        )?;
+        Ok((process, port))
+    }
+
+    /// SIGKILLs the balancer and starts a new one, which leads once the
+    /// old leadership lease runs out.
+    pub async fn restart_balancer(&mut self) -> anyhow::Result<()> {
+        self.balancer.kill9();
+        let (process, port) = self.start_balancer("balancer-restarted")?;
+        self.balancer = process;
+        self.http_port = port;
+        wait_leader(port, Duration::from_secs(20)).await
+    }
+
+    /// SIGKILLs redis-server and starts it again on its port and data.
+    pub fn restart_redis(&mut self) -> anyhow::Result<()> {
+        self.redis.process().kill9();
+        self.redis = RedisServer::start_on(self.redis.dir.clone(), self.redis.port)?;
+        Ok(())
+    }
+
+    /// SIGKILLs nats-server and starts it again on its port and store.
+    pub fn restart_nats(&mut self) -> anyhow::Result<()> {
+        self.nats.process().kill9();
+        self.nats = NatsServer::start_on(self.nats.dir.clone(), self.nats.port)?;
+        Ok(())
+    }
+
+    /// The audit report (`GET /api/admin/audit`).
+    pub async fn audit(&self) -> anyhow::Result<Value> {
+        let url = format!("{}/api/admin/audit", self.balancer_url());
+        Ok(reqwest::get(&url).await?.error_for_status()?.json().await?)
     }
 
     /// The stats document.
@@ -186,12 +246,25 @@ impl Fleet {
     }
 }
 
+/// Waits until the balancer on `port` answers /healthz as the leader.
+pub async fn wait_leader(port: u16, limit: Duration) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    wait_until(limit, "a leading balancer on /healthz", || async {
+        let Ok(r) = reqwest::get(&url).await else {
+            return Ok(false);
+        };
+        let body: Value = r.json().await.unwrap_or_default();
+        Ok(body["role"] == "leader")
+    })
+    .await
+}
+
 fn start_balancer(
     config: &FleetConfig,
     nats: &NatsServer,
     redis: &RedisServer,
     http_port: u16,
-    dir: &std::path::Path,
+    log: &std::path::Path,
 ) -> anyhow::Result<Process> {
     let mut args = vec![
         "--nats-url".to_string(),
@@ -204,12 +277,7 @@ fn start_balancer(
         format!("{}ms", config.heartbeat_timeout.as_millis()),
     ];
     args.extend(config.balancer_args.iter().cloned());
-    Process::spawn(
-        "balancer",
-        binary("fleet-balancer")?,
-        args,
-        &dir.join("balancer.log"),
-    )
+    Process::spawn("balancer", binary("fleet-balancer")?, args, log)
 }
 
 impl Drop for Fleet {

@@ -53,6 +53,16 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, …) with kill(1).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} {} failed", self.child.id());
+        Ok(())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -5,6 +5,7 @@
 //! bounded by the job's timeout.
 
 mod echo;
+mod flaky;
 mod sleep;
 pub mod vector_add;
 
@@ -17,7 +18,7 @@ use crate::gpu;
 
 /// The kinds this agent offers: GPU kinds only with a usable GPU.
 pub fn offered(has_gpu: bool) -> Vec<String> {
-    let mut kinds = vec!["sleep".to_string(), "echo".to_string()];
+    let mut kinds = vec!["sleep".to_string(), "echo".to_string(), "flaky".to_string()];
     if has_gpu && gpu::nvrtc_present() {
         kinds.push(vector_add::KIND.to_string());
     }
@@ -27,12 +28,15 @@ pub fn offered(has_gpu: bool) -> Vec<String> {
 /// Dispatches assignments to their workload.
 pub struct Workloads {
     has_gpu: bool,
+    /// Fault injection for tests: leave job timeouts to the balancer.
+    enforce_timeouts: bool,
 }
 
 impl Workloads {
-    pub fn detect() -> Workloads {
+    pub fn detect(enforce_timeouts: bool) -> Workloads {
         Workloads {
             has_gpu: gpu::driver_present() && gpu::nvrtc_present(),
+            enforce_timeouts,
         }
     }
 
@@ -43,6 +47,7 @@ impl Workloads {
             match a.kind.as_str() {
                 "sleep" => sleep::run(&a.args).await,
                 "echo" => echo::run(&a.args),
+                "flaky" => flaky::run(&a.args, a.attempt).await,
                 vector_add::KIND if self.has_gpu => {
                     let args = a.args.clone();
                     let device = a.gpus.first().copied().unwrap_or(0) as usize;
@@ -53,6 +58,9 @@ impl Workloads {
                 other => Err(format!("this agent does not run workload kind {other:?}")),
             }
         };
+        if !self.enforce_timeouts {
+            return work.await;
+        }
         match tokio::time::timeout(limit, work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("timed out after {} ms", a.timeout_ms)),

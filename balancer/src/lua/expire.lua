@@ -1,6 +1,9 @@
 -- expire.lua: the sweeper's pass over silent agents and overdue leases.
 --
--- ARGV: prefix, leader token, now_ms, heartbeat_timeout_ms, limit
+-- ARGV: prefix, leader token, now_ms, heartbeat_timeout_ms, limit,
+--   check_agents ('1' or '0'), check_leases ('1' or '0')
+-- (the caller turns a check off while it has not watched the fleet for
+-- long enough to judge; see balancer/src/watch.rs)
 -- An alive agent not heard from for heartbeat_timeout is declared dead and
 -- every lease it holds fails at once. A lease past its deadline fails too:
 -- an assigned job whose agent never confirmed the start (accept timeout),
@@ -18,6 +21,8 @@ require_leader()
 local now = tonumber(ARGV[3])
 local timeout = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
+local check_agents = ARGV[6] == '1'
+local check_leases = ARGV[7] == '1'
 local out = {}
 local function emit(kind, id, agent, extra)
   out[#out + 1] = kind
@@ -30,8 +35,11 @@ local function fail(id, agent, attempt, err)
   emit(r[1], id, agent, r[2] or '')
 end
 
-local silent = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf',
-  string.format('%d', now - timeout), 'LIMIT', 0, limit)
+local silent = {}
+if check_agents then
+  silent = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf',
+    string.format('%d', now - timeout), 'LIMIT', 0, limit)
+end
 for _, agent in ipairs(silent) do
   redis.call('ZREM', K_SEEN, agent)
   if redis.call('HGET', k_agent(agent), 'state') == 'alive' then
@@ -50,8 +58,11 @@ for _, agent in ipairs(silent) do
   end
 end
 
-local overdue = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf',
-  string.format('%d', now), 'LIMIT', 0, limit)
+local overdue = {}
+if check_leases then
+  overdue = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf',
+    string.format('%d', now), 'LIMIT', 0, limit)
+end
 for _, id in ipairs(overdue) do
   local j = redis.call('HMGET', k_job(id), 'state', 'attempt', 'agent', 'timeout_ms')
   local attempt = tonumber(j[2])

@@ -1,6 +1,9 @@
 //! One module per fleetctl command. Each `run` returns the exit code.
 
+pub mod audit;
+pub mod dead;
 pub mod job;
+pub mod lifecycle;
 pub mod stats;
 pub mod submit;
 pub mod wait;

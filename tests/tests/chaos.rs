@@ -1,0 +1,412 @@
+//! Chaos tests: real processes killed with SIGKILL (or paused with
+//! SIGSTOP) mid-run. Each runs a few hundred short jobs, injects its fault,
+//! waits for every job to end with a deadline, then runs the audit.
+//!
+//! The fleet here uses short timeouts (heartbeats every 300 ms, an agent
+//! dead after 1.5 s of silence, a sweep every 200 ms, 1 s to confirm an
+//! assignment) so faults resolve in seconds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_protocol::{Client, JobResult, JobSpec, JobState};
+use fleet_tests::{wait_leader, wait_until, EventSpy, Fleet, FleetConfig};
+use serde_json::{json, Value};
+
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1500);
+const SWEEP: Duration = Duration::from_millis(200);
+
+fn chaos_config(agents: usize, slots: u32) -> FleetConfig {
+    FleetConfig {
+        heartbeat_interval: Duration::from_millis(300),
+        heartbeat_timeout: HEARTBEAT_TIMEOUT,
+        balancer_args: vec![
+            "--sweep-interval".into(),
+            format!("{}ms", SWEEP.as_millis()),
+            "--accept-timeout".into(),
+            "1s".into(),
+        ],
+        ..FleetConfig::with_agents(agents, slots)
+    }
+}
+
+fn sleep_jobs(n: usize, ms: u64) -> Vec<JobSpec> {
+    vec![JobSpec::new("sleep", json!({ "ms": ms })); n]
+}
+
+/// Waits for every result in the background, counting them as they come.
+struct Waiter {
+    done: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<JobResult>>>,
+}
+
+impl Waiter {
+    fn start(client: Client, ids: Vec<String>, limit: Duration) -> Waiter {
+        let done = Arc::new(AtomicUsize::new(0));
+        let counter = done.clone();
+        let task = tokio::spawn(async move {
+            Ok(client
+                .wait_many(&ids, limit, |_| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                })
+                .await?)
+        });
+        Waiter { done, task }
+    }
+
+    async fn reached(&self, n: usize) -> anyhow::Result<()> {
+        let done = self.done.clone();
+        wait_until(Duration::from_secs(60), &format!("{n} results"), || {
+            let done = done.clone();
+            async move { Ok(done.load(Ordering::Relaxed) >= n) }
+        })
+        .await
+    }
+
+    async fn all(self) -> anyhow::Result<Vec<JobResult>> {
+        self.task.await?
+    }
+}
+
+async fn assert_all_succeeded_and_audit_clean(
+    fleet: &Fleet,
+    results: &[JobResult],
+    expected: usize,
+) -> anyhow::Result<()> {
+    assert_eq!(results.len(), expected);
+    for r in results {
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+        let accepted = r
+            .attempts
+            .iter()
+            .filter(|a| a.outcome == "succeeded")
+            .count();
+        assert_eq!(accepted, 1, "exactly one accepted result: {r:?}");
+    }
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "audit: {audit}");
+    assert_eq!(audit["by_state"]["succeeded"], expected, "audit: {audit}");
+    Ok(())
+}
+
+fn agent_entry(stats: &Value, id: &str) -> Value {
+    stats["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agent_id"] == id).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// 1. An agent dies holding jobs: its leases are re-queued within the
+/// heartbeat timeout plus one sweep, and every job still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_agent_holding_jobs() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let client = fleet.client().await?;
+    let ids = client.submit_many(sleep_jobs(300, 100)).await?;
+    let waiter = Waiter::start(client, ids, Duration::from_secs(120));
+
+    wait_until(Duration::from_secs(20), "agent-1 holding jobs", || async {
+        Ok(agent_entry(&fleet.stats().await?, "agent-1")["current_jobs"].as_u64() >= Some(2))
+    })
+    .await?;
+    fleet.agents[1].kill9();
+    // Detection takes up to the heartbeat timeout after its last beat,
+    // then one sweep; allow one heartbeat interval and a second of slack.
+    let limit = HEARTBEAT_TIMEOUT + SWEEP + Duration::from_millis(1300);
+    wait_until(limit, "agent-1's leases re-queued", || async {
+        let a = agent_entry(&fleet.stats().await?, "agent-1");
+        Ok(a["current_jobs"] == 0 && a["is_healthy"] == false)
+    })
+    .await?;
+
+    let results = waiter.all().await?;
+    assert_all_succeeded_and_audit_clean(&fleet, &results, 300).await?;
+    let lost: Vec<&JobResult> = results
+        .iter()
+        .filter(|r| {
+            r.attempts.iter().any(|a| {
+                a.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("agent-1 lost"))
+            })
+        })
+        .collect();
+    assert!(!lost.is_empty(), "some jobs were taken from the dead agent");
+    for r in lost {
+        assert_ne!(r.agent_id.as_deref(), Some("agent-1"), "{r:?}");
+    }
+    Ok(())
+}
+
+/// 2. The balancer is killed twice mid-run and restarted each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_balancer_twice() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let client = fleet.client().await?;
+    let ids = client.submit_many(sleep_jobs(600, 10)).await?;
+    let waiter = Waiter::start(client, ids, Duration::from_secs(120));
+
+    waiter.reached(100).await?;
+    fleet.restart_balancer().await?;
+    waiter.reached(350).await?;
+    fleet.restart_balancer().await?;
+
+    let results = waiter.all().await?;
+    assert_all_succeeded_and_audit_clean(&fleet, &results, 600).await?;
+    Ok(())
+}
+
+/// 3. A standby takes over within 5 s of the leader's death.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let (standby, standby_port) = fleet.start_balancer("standby")?;
+    let health = |port: u16| async move {
+        let body: Value = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(body["role"].as_str().unwrap_or_default().to_string())
+    };
+    wait_until(Duration::from_secs(10), "the standby up", || async {
+        Ok(health(standby_port).await.is_ok())
+    })
+    .await?;
+    assert_eq!(health(standby_port).await?, "standby");
+    assert_eq!(health(fleet.http_port).await?, "leader");
+
+    let client = fleet.client().await?;
+    let ids = client.submit_many(sleep_jobs(400, 10)).await?;
+    let waiter = Waiter::start(client, ids, Duration::from_secs(120));
+    waiter.reached(100).await?;
+
+    fleet.balancer.kill9();
+    wait_leader(standby_port, Duration::from_secs(5)).await?;
+
+    let results = waiter.all().await?;
+    fleet.http_port = standby_port;
+    assert_all_succeeded_and_audit_clean(&fleet, &results, 400).await?;
+    drop(standby);
+    Ok(())
+}
+
+/// 4. redis-server and then nats-server are killed and restarted mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_nats_restarts_mid_run() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let client = fleet.client().await?;
+    let ids = client.submit_many(sleep_jobs(400, 10)).await?;
+    let waiter = Waiter::start(client, ids, Duration::from_secs(150));
+
+    waiter.reached(100).await?;
+    fleet.restart_redis()?;
+    waiter.reached(220).await?;
+    fleet.restart_nats()?;
+
+    let results = waiter.all().await?;
+    assert_all_succeeded_and_audit_clean(&fleet, &results, 400).await?;
+    Ok(())
+}
+
+/// 5. Retries escalate and are bounded: a job failing twice succeeds on
+/// its third attempt; one that always fails is dead after three, with
+/// three errors, and an operator's retry gives it three more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_escalate_then_dead_letter() -> anyhow::Result<()> {
+    let fleet = Fleet::start(chaos_config(2, 2)).await?;
+    let client = fleet.client().await?;
+    let flaky = client
+        .submit(JobSpec::new("flaky", json!({"fail_attempts": 2})))
+        .await?;
+    let doomed = client
+        .submit(JobSpec {
+            id: Some("doomed".into()),
+            ..JobSpec::new("flaky", json!({"fail_attempts": 1000}))
+        })
+        .await?;
+
+    let r = client.wait(&flaky, Duration::from_secs(30)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert_eq!(r.result, Some(json!({"attempt": 3})));
+    let outcomes: Vec<&str> = r.attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["failed", "failed", "succeeded"]);
+    let job = fleet.job(&flaky).await?;
+    assert_eq!(job["submitted_priority"], "normal", "{job}");
+    assert_eq!(
+        job["priority"], "urgent",
+        "escalated one class per failure: {job}"
+    );
+
+    let d = client.wait(&doomed, Duration::from_secs(30)).await?;
+    assert_eq!(d.state, JobState::Dead, "{d:?}");
+    assert_eq!(d.attempts.len(), 3, "{d:?}");
+    for (i, a) in d.attempts.iter().enumerate() {
+        assert_eq!(a.attempt, i as u32 + 1);
+        let expected = format!("attempt {} fails on purpose", i + 1);
+        assert!(
+            a.error.as_deref().is_some_and(|e| e.contains(&expected)),
+            "{a:?}"
+        );
+    }
+    let dead: Value = reqwest::get(format!("{}/api/dead", fleet.balancer_url()))
+        .await?
+        .json()
+        .await?;
+    let listed: Vec<&str> = dead["dead"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|j| j["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, ["doomed"]);
+
+    // An operator's retry: three more attempts, then dead again.
+    let retried = reqwest::Client::new()
+        .post(format!("{}/api/jobs/doomed/retry", fleet.balancer_url()))
+        .send()
+        .await?;
+    assert!(retried.status().is_success());
+    wait_until(
+        Duration::from_secs(30),
+        "doomed dead again after 6 attempts",
+        || async {
+            let job = fleet.job("doomed").await?;
+            Ok(job["state"] == "dead" && job["attempts"].as_array().map(Vec::len) == Some(6))
+        },
+    )
+    .await?;
+    let stats = fleet.stats().await?;
+    assert_eq!(stats["total_jobs_dead"], 2, "{stats}");
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "audit: {audit}");
+    Ok(())
+}
+
+/// 6. An agent paused past the heartbeat timeout loses its job; when it
+/// resumes, its late completion is refused and the one accepted result
+/// comes from the agent that took the job over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_agent_late_completion_is_refused() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(chaos_config(1, 1)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec::new("sleep", json!({"ms": 500})))
+        .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the job started on agent-0",
+        || async { Ok(spy.started().iter().any(|s| s.job_id == id)) },
+    )
+    .await?;
+    fleet.agents[0].signal("STOP")?;
+    fleet.start_agent("agent-1", 1)?;
+    wait_until(
+        Duration::from_secs(10),
+        "the job re-leased to agent-1",
+        || async { Ok(fleet.job(&id).await?["agent_id"] == "agent-1") },
+    )
+    .await?;
+    fleet.agents[0].signal("CONT")?;
+
+    let r = client.wait(&id, Duration::from_secs(20)).await?;
+    assert_eq!(r.state, JobState::Succeeded);
+    assert_eq!(r.agent_id.as_deref(), Some("agent-1"), "{r:?}");
+    // agent-0's own completion of attempt 1 arrives and changes nothing.
+    wait_until(
+        Duration::from_secs(10),
+        "agent-0's stale completion",
+        || async {
+            Ok(spy.events().iter().any(|e| {
+                matches!(e, fleet_protocol::AgentEvent::Completed(c)
+                if c.job_id == id && c.agent_id == "agent-0")
+            }))
+        },
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the stale completion refused",
+        || async { Ok(fleet.stats().await?["total_stale_events"].as_u64() >= Some(1)) },
+    )
+    .await?;
+    let job = fleet.job(&id).await?;
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["agent_id"], "agent-1", "{job}");
+    let outcomes: Vec<(String, String)> = job["attempts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| (x["agent_id"].to_string(), x["outcome"].to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        outcomes,
+        [
+            ("\"agent-0\"".into(), "\"failed\"".into()),
+            ("\"agent-1\"".into(), "\"succeeded\"".into())
+        ],
+        "{job}"
+    );
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "audit: {audit}");
+    // The resumed agent rejoins as a new incarnation.
+    wait_until(Duration::from_secs(10), "agent-0 healthy again", || async {
+        Ok(agent_entry(&fleet.stats().await?, "agent-0")["is_healthy"] == true)
+    })
+    .await?;
+    Ok(())
+}
+
+/// 7. A job whose agent hangs past the job's timeout is cancelled on that
+/// agent and retried elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_job_is_cancelled_and_retried_elsewhere() -> anyhow::Result<()> {
+    let mut config = chaos_config(0, 1);
+    config.agent_args = vec!["--fault-no-timeouts".into()];
+    let mut fleet = Fleet::start(config).await?;
+    fleet.start_agent("hangs", 1)?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec {
+            timeout_ms: Some(1000),
+            ..JobSpec::new("flaky", json!({"hang_attempts": 1}))
+        })
+        .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the job started on the hanging agent",
+        || async { Ok(spy.started().iter().any(|s| s.job_id == id)) },
+    )
+    .await?;
+    fleet.config.agent_args.clear();
+    fleet.start_agent("healthy", 1)?;
+
+    let r = client.wait(&id, Duration::from_secs(20)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert_eq!(r.agent_id.as_deref(), Some("healthy"), "{r:?}");
+    assert_eq!(r.attempts.len(), 2, "{r:?}");
+    assert_eq!(r.attempts[0].agent_id, "hangs");
+    assert!(
+        r.attempts[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out")),
+        "{r:?}"
+    );
+    let hanging_log = fleet.agents[0].log();
+    wait_until(
+        Duration::from_secs(5),
+        "the hanging agent told to cancel",
+        || {
+            let log = fleet.agents[0].log();
+            async move { Ok(log.contains("job cancelled")) }
+        },
+    )
+    .await
+    .map_err(|e| e.context(hanging_log))?;
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "audit: {audit}");
+    Ok(())
+}
