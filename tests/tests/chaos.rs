@@ -410,3 +410,98 @@ async fn hung_job_is_cancelled_and_retried_elsewhere() -> anyhow::Result<()> {
     assert_eq!(audit["ok"], true, "audit: {audit}");
     Ok(())
 }
+
+/// A leader paused past its lease is replaced; when it resumes, its writes
+/// are refused and it steps down to standby, and no job is lost or run
+/// to two accepted results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_is_deposed_and_its_writes_refused() -> anyhow::Result<()> {
+    let mut config = chaos_config(3, 4);
+    config
+        .balancer_args
+        .extend(["--leader-ttl".to_string(), "1s".to_string()]);
+    let mut fleet = Fleet::start(config).await?;
+    let (standby, standby_port) = fleet.start_balancer("standby")?;
+    let client = fleet.client().await?;
+    let ids = client.submit_many(sleep_jobs(400, 10)).await?;
+    let waiter = Waiter::start(client, ids, Duration::from_secs(120));
+    waiter.reached(80).await?;
+
+    fleet.balancer.signal("STOP")?;
+    wait_leader(standby_port, Duration::from_secs(5)).await?;
+    fleet.balancer.signal("CONT")?;
+    let old_port = fleet.http_port;
+    wait_until(
+        Duration::from_secs(10),
+        "the old leader standing by",
+        || async {
+            let body: Value = reqwest::get(format!("http://127.0.0.1:{old_port}/healthz"))
+                .await?
+                .json()
+                .await?;
+            Ok(body["role"] == "standby")
+        },
+    )
+    .await?;
+
+    let results = waiter.all().await?;
+    fleet.http_port = standby_port;
+    assert_all_succeeded_and_audit_clean(&fleet, &results, 400).await?;
+    let log = fleet.balancer_log();
+    assert!(log.contains("stepped down"), "the old leader stepped down");
+    drop(standby);
+    Ok(())
+}
+
+/// Cancelling a queued job and a running one: both end `cancelled`, the
+/// running one is stopped on its agent, and the fleet carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_queued_and_running_jobs() -> anyhow::Result<()> {
+    let fleet = Fleet::start(chaos_config(1, 1)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+    let running = client
+        .submit(JobSpec::new("sleep", json!({"ms": 30_000})))
+        .await?;
+    let queued = client.submit(JobSpec::new("echo", json!({}))).await?;
+    wait_until(Duration::from_secs(10), "the long job running", || async {
+        Ok(spy.started().iter().any(|s| s.job_id == running))
+    })
+    .await?;
+    assert_eq!(fleet.job(&queued).await?["state"], "queued");
+
+    let http = reqwest::Client::new();
+    for id in [&queued, &running] {
+        let reply = http
+            .post(format!("{}/api/jobs/{id}/cancel", fleet.balancer_url()))
+            .send()
+            .await?;
+        assert!(reply.status().is_success(), "{}", reply.text().await?);
+        let r = client.wait(id, Duration::from_secs(10)).await?;
+        assert_eq!(r.state, JobState::Cancelled, "{r:?}");
+    }
+    // Cancelling again is refused: the job already ended.
+    let again = http
+        .post(format!(
+            "{}/api/jobs/{running}/cancel",
+            fleet.balancer_url()
+        ))
+        .send()
+        .await?;
+    assert_eq!(again.status(), reqwest::StatusCode::CONFLICT);
+    wait_until(Duration::from_secs(5), "the agent stopped the job", || {
+        let log = fleet.agents[0].log();
+        async move { Ok(log.contains("job cancelled")) }
+    })
+    .await?;
+    // The slot is free again.
+    let next = client.submit(JobSpec::new("echo", json!({"n": 1}))).await?;
+    assert_eq!(
+        client.wait(&next, Duration::from_secs(10)).await?.state,
+        JobState::Succeeded
+    );
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "audit: {audit}");
+    assert_eq!(audit["by_state"]["cancelled"], 2, "audit: {audit}");
+    Ok(())
+}

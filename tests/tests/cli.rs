@@ -1,0 +1,142 @@
+//! fleetctl against a real fleet: the producer and operator commands,
+//! their exit codes, and their JSON.
+
+use std::process::Output;
+use std::time::Duration;
+
+use fleet_tests::{binary, wait_until, Fleet, FleetConfig};
+use serde_json::Value;
+
+fn fleetctl(fleet: &Fleet, args: &[&str]) -> anyhow::Result<Output> {
+    Ok(std::process::Command::new(binary("fleetctl")?)
+        .args([
+            "--nats-url",
+            &fleet.nats.url(),
+            "--balancer-url",
+            &fleet.balancer_url(),
+        ])
+        .args(args)
+        .output()?)
+}
+
+fn json_of(out: &Output) -> anyhow::Result<Value> {
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_work_end_to_end() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+
+    let out = fleetctl(
+        &fleet,
+        &[
+            "--json",
+            "submit",
+            "--kind",
+            "sleep",
+            "--args",
+            r#"{"ms":5}"#,
+            "--count",
+            "20",
+            "--wait",
+        ],
+    )?;
+    assert!(out.status.success(), "{out:?}");
+    let summary = json_of(&out)?;
+    assert_eq!(summary["jobs"], 20);
+    assert_eq!(summary["succeeded"], 20);
+
+    let out = fleetctl(
+        &fleet,
+        &[
+            "submit",
+            "--kind",
+            "flaky",
+            "--args",
+            r#"{"fail_attempts":9}"#,
+            "--max-attempts",
+            "2",
+            "--id",
+            "cli-doomed",
+            "--wait",
+        ],
+    )?;
+    assert_eq!(out.status.code(), Some(1), "a dead job exits 1: {out:?}");
+
+    let out = fleetctl(&fleet, &["--json", "job", "cli-doomed"])?;
+    let job = json_of(&out)?;
+    assert_eq!(job["state"], "dead");
+    assert_eq!(job["attempts"].as_array().map(Vec::len), Some(2), "{job}");
+    let out = fleetctl(&fleet, &["job", "cli-doomed"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("attempt 2 on agent-0: failed"), "{text}");
+
+    let out = fleetctl(&fleet, &["--json", "dead"])?;
+    let dead = json_of(&out)?;
+    assert_eq!(dead["dead"][0]["id"], "cli-doomed", "{dead}");
+
+    let out = fleetctl(&fleet, &["retry", "cli-doomed"])?;
+    assert!(out.status.success(), "{out:?}");
+    wait_until(
+        Duration::from_secs(20),
+        "dead again after the retry",
+        || async {
+            Ok(fleet.job("cli-doomed").await?["attempts"]
+                .as_array()
+                .map(Vec::len)
+                == Some(4))
+        },
+    )
+    .await?;
+
+    let out = fleetctl(
+        &fleet,
+        &[
+            "--json",
+            "submit",
+            "--kind",
+            "sleep",
+            "--args",
+            r#"{"ms":60000}"#,
+            "--id",
+            "cli-long",
+        ],
+    )?;
+    assert!(out.status.success(), "{out:?}");
+    let out = fleetctl(&fleet, &["cancel", "cli-long"])?;
+    assert!(out.status.success(), "{out:?}");
+    let out = fleetctl(&fleet, &["--json", "wait", "cli-long", "--timeout", "10s"])?;
+    assert_eq!(json_of(&out)?["state"], "cancelled");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a cancelled job is not a success"
+    );
+
+    let out = fleetctl(&fleet, &["audit"])?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all invariants hold"));
+
+    let out = fleetctl(&fleet, &["stats"])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("agent-0"));
+
+    // Bad input and unreachable services: a clear message and a non-zero exit.
+    let out = fleetctl(&fleet, &["submit", "--kind", "teleport"])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload kind"));
+    let out = fleetctl(&fleet, &["job", "no-such-job"])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job no-such-job"));
+    let out = std::process::Command::new(binary("fleetctl")?)
+        .args(["--balancer-url", "http://127.0.0.1:9", "stats"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the balancer"));
+    Ok(())
+}
