@@ -1,15 +1,22 @@
 //! What this machine offers: CPUs, memory, GPUs, and the workload kinds
 //! that follow from them.
 
-use fleet_protocol::Capabilities;
+use fleet_protocol::{Capabilities, GpuInfo};
 
 use crate::gpu;
 use crate::workloads;
 
 /// Detects this machine's capabilities; `tags` come from the operator.
-pub fn detect(tags: &[String]) -> Capabilities {
-    let gpus = gpu::detect();
-    let kinds = workloads::offered(!gpus.is_empty());
+/// `simulated` GPUs replace detection (they run no CUDA work).
+pub fn detect(tags: &[String], simulated: Option<Vec<GpuInfo>>) -> Capabilities {
+    let (gpus, kinds) = match simulated {
+        Some(gpus) => (gpus, workloads::offered(false)),
+        None => {
+            let gpus = gpu::detect();
+            let kinds = workloads::offered(!gpus.is_empty());
+            (gpus, kinds)
+        }
+    };
     Capabilities {
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)

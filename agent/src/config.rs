@@ -30,6 +30,12 @@ pub struct Config {
     #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Pretend to have these GPUs ("NAME:MEM:CC,…", e.g.
+    /// "H100:80GiB:9.0,RTX4090:24GiB:8.9"), for placement tests without
+    /// hardware. Simulated GPUs run no CUDA work.
+    #[arg(long, env = "FLEET_SIMULATE_GPUS", value_parser = fleet_protocol::capabilities::parse_simulated_gpus)]
+    pub simulate_gpus: Option<Vec<fleet_protocol::GpuInfo>>,
+
     /// Fault injection for tests: never time jobs out here, leaving it to
     /// the balancer's lease (as if the agent hung).
     #[arg(long, hide = true)]

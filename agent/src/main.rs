@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let agent_id = config.agent_id()?;
-    let capabilities = capabilities::detect(&config.tags);
+    let capabilities = capabilities::detect(&config.tags, config.simulate_gpus.clone());
     tracing::info!(
         agent_id = %agent_id,
         slots = config.slots,

@@ -91,6 +91,9 @@ impl Runner {
             incarnation: register.incarnation,
             running,
             finishing,
+            // Per-GPU free memory, temperature and utilization need NVML;
+            // until the agent reads them, heartbeats carry none.
+            gpus: Vec::new(),
         }
     }
 
@@ -175,9 +178,18 @@ impl Runner {
         // can never pass the slots (the task's own bookkeeping waits for it).
         let claimed = {
             let mut jobs = self.jobs();
-            if jobs.get(&job_id).is_some_and(|h| h.attempt == attempt) {
-                tracing::debug!(job_id = %job_id, attempt, "duplicate assignment ignored");
-                return;
+            match jobs.get(&job_id) {
+                Some(h) if h.attempt == attempt => {
+                    tracing::debug!(job_id = %job_id, attempt, "duplicate assignment ignored");
+                    return;
+                }
+                // A newer attempt of a job we still hold: the balancer gave
+                // up on ours, so stop it before taking the new one.
+                Some(h) => {
+                    h.task.abort();
+                    jobs.remove(&job_id);
+                }
+                None => {}
             }
             let busy = jobs.values().filter(|h| !h.finishing).count();
             if busy >= self.slots as usize {

@@ -54,6 +54,7 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
         }
     }
     let queue: HashSet<String> = conn.zrange(keys.queue(), 0, -1).await?;
+    let parked: HashSet<String> = conn.zrange(keys.parked(), 0, -1).await?;
     let leases: HashSet<String> = conn.zrange(keys.leases(), 0, -1).await?;
     let agent_ids: Vec<String> = conn.smembers(keys.agents()).await?;
 
@@ -95,8 +96,11 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
             let in_leases = leases.contains(&id);
             match state.as_str() {
                 "queued" => {
-                    if !in_queue {
-                        breach(&id, "queued but not in the queue".into());
+                    if in_queue == parked.contains(&id) {
+                        breach(
+                            &id,
+                            "queued but not in exactly one of queue and parked".into(),
+                        );
                     }
                     if in_leases {
                         breach(&id, "queued but holds a lease".into());
@@ -112,7 +116,7 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
                     leased_to.insert(id.clone(), f("agent"));
                 }
                 "succeeded" | "dead" | "cancelled" => {
-                    if in_queue || in_leases {
+                    if in_queue || in_leases || parked.contains(&id) {
                         breach(&id, format!("{state} (terminal) but queued or leased"));
                     }
                     if f("finished_at").is_empty() {
@@ -145,8 +149,12 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
             breach(id, "lease entry for a job that holds no lease".into());
         }
     }
+    let job_ids: HashSet<&str> = job_keys
+        .iter()
+        .map(|k| k.trim_start_matches(&job_prefix))
+        .collect();
     for id in &queue {
-        if !job_keys.iter().any(|k| k.ends_with(id.as_str())) {
+        if !job_ids.contains(id.as_str()) {
             breach(id, "queue entry without a job".into());
         }
     }
@@ -164,6 +172,15 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
         for job in &held {
             if leased_to.get(job) != Some(agent) {
                 breach(&who, format!("lists {job}, which is not leased to it"));
+            }
+        }
+        let gpus: HashMap<String, String> = conn.hgetall(keys.agent_gpus(agent)).await?;
+        for (index, job) in &gpus {
+            if leased_to.get(job) != Some(agent) {
+                breach(
+                    &who,
+                    format!("GPU {index} held by {job}, which is not leased to it"),
+                );
             }
         }
     }

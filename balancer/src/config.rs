@@ -7,6 +7,8 @@ use clap::Parser;
 use fleet_protocol::defaults;
 use fleet_protocol::logging::LogFormat;
 
+use crate::policy::{Policy, Weights};
+
 /// fleet-balancer: places queued jobs on agents and keeps their state in Redis.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fleet-balancer", version, about)]
@@ -47,11 +49,30 @@ pub struct Config {
     #[arg(long, env = "FLEET_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
 
-    /// Placement policy. `composite` scores availability, success rate and speed.
-    #[arg(long, env = "FLEET_POLICY", default_value = "composite", value_parser = ["composite"])]
+    /// Placement policy: composite (scores availability, success rate,
+    /// speed, affinity and heat), round-robin, weighted-round-robin,
+    /// least-loaded or fastest.
+    #[arg(long, env = "FLEET_POLICY", default_value = "composite", value_parser = crate::policy::NAMES)]
     pub policy: String,
 
-    /// This balancer's name in the leadership lease (default: a fresh ULID).
+    /// Weights of the composite score: availability,success,speed.
+    #[arg(long, env = "FLEET_SCORE_WEIGHTS", default_value = "0.5,0.3,0.2", value_parser = Weights::parse)]
+    pub score_weights: Weights,
+
+    /// A queued job no live agent can run is dead-lettered after this long.
+    #[arg(long, env = "FLEET_UNSCHEDULABLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub unschedulable_timeout: Duration,
+
+    /// Extra model-family patterns for affinity, PATTERN=FAMILY (a
+    /// substring of the job's `model` argument); repeatable.
+    #[arg(
+        long = "model-family",
+        env = "FLEET_MODEL_FAMILIES",
+        value_delimiter = ','
+    )]
+    pub model_families: Vec<String>,
+
+    /// This balancer's name in the leadership lease (default: `balancer-<ULID>`).
     #[arg(long, env = "FLEET_BALANCER_ID", default_value_t = format!("balancer-{}", ulid::Ulid::new()))]
     pub balancer_id: String,
 
@@ -63,4 +84,12 @@ pub struct Config {
     /// Log format: text or json.
     #[arg(long, env = "FLEET_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// A fresh instance of the configured placement policy.
+    pub fn policy(&self) -> anyhow::Result<Box<dyn Policy>> {
+        crate::policy::by_name(&self.policy, self.score_weights)
+            .ok_or_else(|| anyhow::anyhow!("unknown policy {:?}", self.policy))
+    }
 }

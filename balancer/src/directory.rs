@@ -1,18 +1,35 @@
 //! The balancer's in-memory view of the agents.
 //!
-//! Redis holds the truth (the assign script re-checks every lease against
-//! it); this view exists so that a placement decision costs no round trip.
-//! It is rebuilt from Redis at start, then kept current by the events the
-//! balancer applies: registrations set an agent outright, leases and
-//! releases move its count by one, and any event refreshes its liveness.
+//! Redis holds the truth (the assign script re-checks every lease, slot
+//! and GPU against it); this view exists so that a placement decision
+//! costs no round trip. It is rebuilt from Redis when the balancer starts
+//! leading, then kept current by what the balancer itself commits and
+//! applies: registrations set an agent outright, leases and releases move
+//! its slots and GPUs, heartbeats refresh its liveness and temperatures,
+//! and the sweeper refreshes its performance history.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use fleet_protocol::Capabilities;
 
-use crate::store::AgentRecord;
+/// How long a model family counts as warm on an agent after it last ran.
+const AFFINITY_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// At or above this GPU temperature (°C) an agent takes no new work.
+pub const TOO_HOT_C: f32 = 90.0;
+
+/// Run-time history of one workload kind on one agent (moving averages).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Perf {
+    /// Average run time, ms.
+    pub ms: f64,
+    /// Average success, 0.0 to 1.0.
+    pub ok: f64,
+    /// Attempts behind the averages.
+    pub n: u64,
+}
 
 /// One agent as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -26,9 +43,40 @@ pub struct AgentView {
     pub failed: u64,
     /// False once Redis refused it as not alive.
     pub alive: bool,
+    pub draining: bool,
+    /// Device index → the job holding it.
+    pub gpu_jobs: HashMap<u32, String>,
+    /// Hottest GPU at the last heartbeat, °C.
+    pub temperature_c: Option<f32>,
+    /// Busiest GPU at the last heartbeat, percent.
+    pub utilization_pct: Option<f32>,
+    /// Per workload kind.
+    pub perf: HashMap<String, Perf>,
+    /// Model family → when it was last assigned here (ms).
+    pub recent_families: HashMap<String, u64>,
 }
 
 impl AgentView {
+    /// A freshly registered agent with nothing held.
+    pub fn new(id: &str, slots: u32, capabilities: Capabilities, now_ms: u64) -> AgentView {
+        AgentView {
+            id: id.to_string(),
+            slots,
+            leases: 0,
+            capabilities,
+            last_seen_ms: now_ms,
+            succeeded: 0,
+            failed: 0,
+            alive: true,
+            draining: false,
+            gpu_jobs: HashMap::new(),
+            temperature_c: None,
+            utilization_pct: None,
+            perf: HashMap::new(),
+            recent_families: HashMap::new(),
+        }
+    }
+
     pub fn free_slots(&self) -> u32 {
         self.slots.saturating_sub(self.leases)
     }
@@ -42,12 +90,36 @@ impl AgentView {
             self.succeeded as f64 / total as f64
         }
     }
+
+    /// Which of `capabilities.gpus` are held, in that order.
+    pub fn gpu_busy(&self) -> Vec<bool> {
+        self.capabilities
+            .gpus
+            .iter()
+            .map(|g| self.gpu_jobs.contains_key(&g.index))
+            .collect()
+    }
+
+    /// Whether the family ran here recently.
+    pub fn is_warm_for(&self, family: &str, now_ms: u64) -> bool {
+        self.recent_families
+            .get(family)
+            .is_some_and(|&t| now_ms.saturating_sub(t) <= AFFINITY_WINDOW_MS)
+    }
+
+    /// Too hot to take more work until it cools down.
+    pub fn too_hot(&self) -> bool {
+        self.temperature_c.is_some_and(|t| t >= TOO_HOT_C)
+    }
 }
 
 /// The agent map, shared by the scheduler, the event consumer and HTTP.
 pub struct Directory {
     agents: Mutex<HashMap<String, AgentView>>,
     heartbeat_timeout_ms: u64,
+    /// Bumped whenever the set of agents that could take work grows or
+    /// changes shape, so the scheduler re-examines parked jobs.
+    generation: AtomicU64,
 }
 
 impl Directory {
@@ -55,15 +127,25 @@ impl Directory {
         Directory {
             agents: Mutex::new(HashMap::new()),
             heartbeat_timeout_ms: heartbeat_timeout.as_millis() as u64,
+            generation: AtomicU64::new(1),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentView>> {
-        // A panic while holding this lock cannot leave the map half-updated
-        // in a way worse than stale counts, which Redis re-checks anyway.
+        // A panic while holding this lock cannot leave the map worse than
+        // stale, and Redis re-checks every lease anyway.
         self.agents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A number that changes whenever the schedulable fleet changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -74,41 +156,21 @@ impl Directory {
         self.len() == 0
     }
 
-    /// Whether an agent last heard from at `last_seen_ms` is healthy at `now_ms`.
+    /// Whether an agent is healthy at `now_ms`: alive and heard from
+    /// within the heartbeat timeout.
     pub fn is_healthy(&self, agent: &AgentView, now_ms: u64) -> bool {
         agent.alive && now_ms.saturating_sub(agent.last_seen_ms) <= self.heartbeat_timeout_ms
     }
 
     /// Replaces the whole view with what Redis has.
-    pub fn reset(&self, records: Vec<AgentRecord>) {
-        self.lock().clear();
+    pub fn reset(&self, records: Vec<AgentView>) {
+        let mut agents = self.lock();
+        agents.clear();
         for r in records {
-            self.restore(r);
+            agents.insert(r.id.clone(), r);
         }
-    }
-
-    /// The sweeper declared the agent dead.
-    pub fn mark_dead(&self, id: &str) {
-        if let Some(a) = self.lock().get_mut(id) {
-            a.alive = false;
-        }
-    }
-
-    /// Loads an agent as Redis has it.
-    pub fn restore(&self, r: AgentRecord) {
-        self.lock().insert(
-            r.id.clone(),
-            AgentView {
-                id: r.id,
-                slots: r.slots,
-                leases: r.leases,
-                capabilities: r.capabilities,
-                last_seen_ms: r.last_seen_ms,
-                succeeded: r.succeeded,
-                failed: r.failed,
-                alive: r.alive,
-            },
-        );
+        drop(agents);
+        self.changed();
     }
 
     /// An agent (re)registered with `leases` still held.
@@ -121,21 +183,19 @@ impl Directory {
         now_ms: u64,
     ) {
         let mut agents = self.lock();
-        let entry = agents.entry(id.to_string()).or_insert_with(|| AgentView {
-            id: id.to_string(),
-            slots,
-            leases,
-            capabilities: Capabilities::default(),
-            last_seen_ms: now_ms,
-            succeeded: 0,
-            failed: 0,
-            alive: true,
-        });
+        let entry = agents
+            .entry(id.to_string())
+            .or_insert_with(|| AgentView::new(id, slots, capabilities.clone(), now_ms));
         entry.slots = slots;
         entry.leases = leases;
         entry.capabilities = capabilities;
         entry.last_seen_ms = now_ms;
         entry.alive = true;
+        if leases == 0 {
+            entry.gpu_jobs.clear();
+        }
+        drop(agents);
+        self.changed();
     }
 
     /// The agent was heard from.
@@ -145,17 +205,36 @@ impl Directory {
         }
     }
 
-    /// A lease was committed to the agent.
-    pub fn leased(&self, id: &str) {
+    /// The agent's hottest and busiest GPU, from a heartbeat.
+    pub fn thermal(&self, id: &str, temperature_c: Option<f32>, utilization_pct: Option<f32>) {
         if let Some(a) = self.lock().get_mut(id) {
-            a.leases += 1;
+            let was_hot = a.too_hot();
+            a.temperature_c = temperature_c;
+            a.utilization_pct = utilization_pct;
+            if was_hot && !a.too_hot() {
+                self.changed();
+            }
         }
     }
 
-    /// A lease of the agent ended; `succeeded` says how its attempt went.
-    pub fn released(&self, id: &str, succeeded: bool) {
+    /// A lease was committed: `job` holds a slot and `gpus` of the agent.
+    pub fn leased(&self, id: &str, job: &str, gpus: &[u32], family: Option<&str>, now_ms: u64) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.leases += 1;
+            for &g in gpus {
+                a.gpu_jobs.insert(g, job.to_string());
+            }
+            if let Some(f) = family {
+                a.recent_families.insert(f.to_string(), now_ms);
+            }
+        }
+    }
+
+    /// `job`'s lease on the agent ended; `succeeded` says how its attempt went.
+    pub fn released(&self, id: &str, job: &str, succeeded: bool) {
         if let Some(a) = self.lock().get_mut(id) {
             a.leases = a.leases.saturating_sub(1);
+            a.gpu_jobs.retain(|_, holder| holder != job);
             if succeeded {
                 a.succeeded += 1;
             } else {
@@ -164,7 +243,7 @@ impl Directory {
         }
     }
 
-    /// Redis refused a lease for this agent; take its word for the count.
+    /// Redis refused a lease for this agent; take its word for it.
     pub fn correct(&self, id: &str, reason: &str) {
         if let Some(a) = self.lock().get_mut(id) {
             match reason {
@@ -175,16 +254,63 @@ impl Directory {
         }
     }
 
-    /// A copy of every agent that can take work now.
+    /// The sweeper declared the agent dead.
+    pub fn mark_dead(&self, id: &str) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.alive = false;
+        }
+    }
+
+    /// An operator drained or undrained the agent.
+    pub fn set_draining(&self, id: &str, draining: bool) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.draining = draining;
+        }
+        if !draining {
+            self.changed();
+        }
+    }
+
+    /// Fresh performance history from Redis.
+    pub fn set_perf(&self, perf: HashMap<String, HashMap<String, Perf>>) {
+        let mut agents = self.lock();
+        for (id, p) in perf {
+            if let Some(a) = agents.get_mut(&id) {
+                a.perf = p;
+            }
+        }
+    }
+
+    /// A copy of every agent that can take work now: healthy, not
+    /// draining, not too hot, with a free slot.
     pub fn available(&self, now_ms: u64) -> Vec<AgentView> {
         self.lock()
             .values()
-            .filter(|a| a.free_slots() > 0 && self.is_healthy(a, now_ms))
+            .filter(|a| a.free_slots() > 0 && self.schedulable(a, now_ms))
             .cloned()
             .collect()
     }
 
-    /// A copy of every agent.
+    /// The capabilities of every agent that could take work, busy or not:
+    /// what decides whether a job can run anywhere at all.
+    pub fn schedulable_capabilities(&self, now_ms: u64) -> Vec<Capabilities> {
+        self.lock()
+            .values()
+            .filter(|a| self.schedulable(a, now_ms))
+            .map(|a| a.capabilities.clone())
+            .collect()
+    }
+
+    fn schedulable(&self, a: &AgentView, now_ms: u64) -> bool {
+        self.is_healthy(a, now_ms) && !a.draining && !a.too_hot()
+    }
+
+    /// Every agent id.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// A copy of every agent, by id.
     pub fn snapshot(&self) -> Vec<AgentView> {
         let mut all: Vec<AgentView> = self.lock().values().cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));

@@ -226,13 +226,24 @@ impl Events {
                 self.ask_to_register(agent, &h.incarnation).await;
                 Outcome::Nothing
             }
-            (AgentEvent::Heartbeat(_), "ok") => {
+            (AgentEvent::Heartbeat(h), "ok") => {
+                let hottest = h
+                    .gpus
+                    .iter()
+                    .filter_map(|g| g.temperature_c)
+                    .reduce(f32::max);
+                let busiest = h
+                    .gpus
+                    .iter()
+                    .filter_map(|g| g.utilization_pct)
+                    .reduce(f32::max);
+                self.directory.thermal(agent, hottest, busiest);
                 // Each triple: a running lease the agent no longer holds.
                 let mut dead = Vec::new();
                 let dropped = reply.get(1..).unwrap_or_default();
                 for f in dropped.chunks_exact(3) {
                     tracing::warn!(job_id = %f[0], agent_id = %agent, outcome = %f[1], "agent no longer runs a job it leased");
-                    self.directory.released(agent, false);
+                    self.directory.released(agent, &f[0], false);
                     if f[1] == "dead" {
                         dead.push(results::dead(&f[0], &f[2], now));
                     }
@@ -251,7 +262,7 @@ impl Events {
                 let accepted = status == "accepted";
                 if accepted {
                     tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
-                    self.directory.released(agent, true);
+                    self.directory.released(agent, &e.job_id, true);
                 }
                 let result = JobResult {
                     job_id: e.job_id.clone(),
@@ -266,14 +277,14 @@ impl Events {
             }
             (AgentEvent::Failed(e), "requeued") => {
                 tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
-                self.directory.released(agent, false);
+                self.directory.released(agent, &e.job_id, false);
                 Outcome::Freed
             }
             (AgentEvent::Failed(e), "dead" | "duplicate_dead") => {
                 let fresh = status == "dead";
                 if fresh {
                     tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
-                    self.directory.released(agent, false);
+                    self.directory.released(agent, &e.job_id, false);
                 }
                 let result = JobResult {
                     job_id: e.job_id.clone(),

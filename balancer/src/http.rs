@@ -64,6 +64,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
         .route("/api/jobs/{id}/cancel", post(cancel))
         .route("/api/jobs/{id}/retry", post(retry))
         .route("/api/dead", get(dead_letters))
+        .route("/api/agents", get(agents))
+        .route("/api/agents/{id}/drain", post(drain))
+        .route("/api/agents/{id}/undrain", post(undrain))
         .with_state(state);
     axum::serve(listener, app).await?;
     Ok(())
@@ -87,9 +90,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn load_balancer(State(state): State<AppState>) -> Response {
-    let now = now_ms();
-    let directory = state.directory.clone();
-    match stats::collect(&state.store, |a| directory.is_healthy(a, now)).await {
+    match stats::collect(&state.store, &state.directory, now_ms()).await {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
     }
@@ -146,7 +147,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Respon
     match store.cancel(&id, now).await {
         Ok(Cancelled::Done { lease, history }) => {
             if let Some((agent, attempt)) = &lease {
-                state.directory.released(agent, false);
+                state.directory.released(agent, &id, false);
                 state.wake.notify_one();
                 let stop = ControlMessage::Cancel {
                     job_id: id.clone(),
@@ -202,6 +203,44 @@ async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Respons
             StatusCode::CONFLICT,
             format!("job {id} is {s}; only dead or cancelled jobs can be retried"),
         ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn agents(State(state): State<AppState>) -> Response {
+    match stats::collect(&state.store, &state.directory, now_ms()).await {
+        Ok(doc) => Json(json!({ "agents": doc.agents })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+    }
+}
+
+async fn drain(state: State<AppState>, id: Path<String>) -> Response {
+    set_draining(state, id, true).await
+}
+
+async fn undrain(state: State<AppState>, id: Path<String>) -> Response {
+    set_draining(state, id, false).await
+}
+
+async fn set_draining(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    draining: bool,
+) -> Response {
+    if let Err(e) = fleet_protocol::is_valid_token(&id) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let Some(store) = state.leader.get() else {
+        return not_leader();
+    };
+    match store.drain(&id, draining).await {
+        Ok(true) => {
+            state.directory.set_draining(&id, draining);
+            state.wake.notify_one();
+            tracing::info!(agent_id = %id, draining, "agent drain changed by operator");
+            Json(json!({"agent_id": id, "draining": draining})).into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no agent {id}")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -23,6 +23,7 @@
 //! Every state change of a job happens inside one Lua script (`src/lua/`),
 //! so a crash between two steps never leaves a job half-moved.
 
+pub mod analysis;
 pub mod audit;
 pub mod config;
 pub mod directory;
@@ -32,6 +33,7 @@ pub mod http;
 pub mod intake;
 pub mod leadership;
 pub mod placement;
+pub mod policy;
 pub mod results;
 pub mod scheduler;
 pub mod scripts;

@@ -1,59 +1,43 @@
-//! Choosing an agent for a job: which agents qualify, and which of them
-//! scores best.
+//! One scheduling round's placements: which agents can take a job right
+//! now, and (through the [`Policy`]) which of them does.
 //!
-//! Score = availability × 0.5 + success rate × 0.3 + speed × 0.2 (the
-//! composite policy of DESIGN.md). Speed has no history behind it yet and
-//! counts every agent as equally fast.
+//! An agent can take a job when it offers the job's kind, has its tags,
+//! has a free slot, and has enough free GPUs that each fit the job's
+//! per-GPU requirements; the job is given specific device indices. A retry
+//! avoids the agent its last attempt failed on while another can take it.
+//! Every placement in the round is tentative until the assign script
+//! commits it, so the round tracks slots and GPUs it has handed out.
 
 use crate::directory::AgentView;
+use crate::policy::{Feasible, JobContext, Policy};
 use crate::store::QueuedJob;
 
-/// Weights of the composite score.
-#[derive(Debug, Clone, Copy)]
-pub struct Weights {
-    pub availability: f64,
-    pub success: f64,
-    pub speed: f64,
+/// A job placed in this round: the agent and the devices it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub agent: String,
+    pub gpus: Vec<u32>,
 }
 
-impl Default for Weights {
-    fn default() -> Self {
-        Weights {
-            availability: 0.5,
-            success: 0.3,
-            speed: 0.2,
-        }
-    }
-}
-
-/// An agent's composite score, 0.0 to 1.0, given its free slots now.
-pub fn score(agent: &AgentView, free_slots: u32, weights: Weights) -> f64 {
-    let availability = if agent.slots == 0 {
-        0.0
-    } else {
-        f64::from(free_slots) / f64::from(agent.slots)
-    };
-    let speed = 1.0;
-    availability * weights.availability
-        + agent.success_rate() * weights.success
-        + speed * weights.speed
-}
-
-/// The candidates for one scheduling round, with the free slots the round
-/// has not yet handed out.
-pub struct Candidates {
+/// The candidates of one round, with what the round has not handed out.
+pub struct Round<'p> {
     agents: Vec<AgentView>,
     free: Vec<u32>,
-    weights: Weights,
+    busy: Vec<Vec<bool>>,
+    policy: &'p mut dyn Policy,
+    now_ms: u64,
 }
 
-impl Candidates {
-    pub fn new(agents: Vec<AgentView>, weights: Weights) -> Candidates {
+impl<'p> Round<'p> {
+    pub fn new(agents: Vec<AgentView>, policy: &'p mut dyn Policy, now_ms: u64) -> Round<'p> {
         let free = agents.iter().map(AgentView::free_slots).collect();
-        Candidates {
+        let busy = agents.iter().map(AgentView::gpu_busy).collect();
+        Round {
             agents,
             free,
-            weights,
+            busy,
+            policy,
+            now_ms,
         }
     }
 
@@ -62,119 +46,221 @@ impl Candidates {
         self.free.iter().map(|&f| u64::from(f)).sum()
     }
 
-    /// Picks the best qualifying agent for `job` and takes one of its
-    /// slots; `None` when no candidate qualifies or has room. A retry
-    /// avoids the agent its last attempt failed on while another fits.
-    pub fn place(&mut self, job: &QueuedJob) -> Option<&str> {
-        let avoid = job.last_agent.as_deref();
-        let i = self.best(job, avoid).or_else(|| self.best(job, None))?;
-        self.free[i] -= 1;
-        Some(&self.agents[i].id)
-    }
-
-    fn best(&self, job: &QueuedJob, avoid: Option<&str>) -> Option<usize> {
-        let mut best: Option<(usize, f64)> = None;
-        for (i, agent) in self.agents.iter().enumerate() {
-            if self.free[i] == 0
-                || avoid == Some(agent.id.as_str())
-                || agent
-                    .capabilities
-                    .satisfies(&job.kind, &job.requires)
-                    .is_err()
-            {
-                continue;
-            }
-            let s = score(agent, self.free[i], self.weights);
-            if best.is_none_or(|(_, b)| s > b) {
-                best = Some((i, s));
+    /// Places `job` (of model family `family`) and takes the slot and GPUs
+    /// it gets; `None` when no candidate can take it now.
+    pub fn place(&mut self, job: &QueuedJob, family: Option<&str>) -> Option<Placement> {
+        let mut options: Vec<(usize, Vec<u32>)> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.free[*i] > 0)
+            .filter_map(|(i, a)| {
+                a.capabilities
+                    .allocate(&job.kind, &job.requires, &self.busy[i])
+                    .ok()
+                    .map(|gpus| (i, gpus))
+            })
+            .collect();
+        if let Some(last) = &job.last_agent {
+            if options.iter().any(|(i, _)| self.agents[*i].id != *last) {
+                options.retain(|(i, _)| self.agents[*i].id != *last);
             }
         }
-        best.map(|(i, _)| i)
+        if options.is_empty() {
+            return None;
+        }
+        let feasible: Vec<Feasible> = options
+            .iter()
+            .map(|(i, _)| Feasible {
+                agent: &self.agents[*i],
+                free_slots: self.free[*i],
+            })
+            .collect();
+        let context = JobContext {
+            job,
+            family,
+            now_ms: self.now_ms,
+        };
+        let pick = self
+            .policy
+            .choose(&context, &feasible)
+            .min(options.len() - 1);
+        let (i, gpus) = options.swap_remove(pick);
+        self.free[i] -= 1;
+        for g in &gpus {
+            if let Some(slot) = self.agents[i]
+                .capabilities
+                .gpus
+                .iter()
+                .position(|info| info.index == *g)
+            {
+                self.busy[i][slot] = true;
+            }
+        }
+        if let Some(f) = family {
+            self.agents[i]
+                .recent_families
+                .insert(f.to_string(), self.now_ms);
+        }
+        Some(Placement {
+            agent: self.agents[i].id.clone(),
+            gpus,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_protocol::{Capabilities, Requirements};
+    use crate::policy::{Composite, Weights};
+    use fleet_protocol::{Capabilities, GpuInfo, Requirements};
 
-    fn agent(id: &str, slots: u32, leases: u32, kinds: &[&str]) -> AgentView {
-        AgentView {
-            id: id.into(),
+    fn agent(id: &str, slots: u32, leases: u32, kinds: &[&str], gpus: &[(u64, &str)]) -> AgentView {
+        let mut a = AgentView::new(
+            id,
             slots,
-            leases,
-            capabilities: Capabilities {
+            Capabilities {
                 kinds: kinds.iter().map(|k| k.to_string()).collect(),
+                gpus: gpus
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (mem, cc))| GpuInfo {
+                        index: i as u32,
+                        name: "gpu".into(),
+                        memory_mb: *mem,
+                        compute_capability: cc.to_string(),
+                    })
+                    .collect(),
                 ..Capabilities::default()
             },
-            last_seen_ms: 0,
-            succeeded: 0,
-            failed: 0,
-            alive: true,
-        }
+            0,
+        );
+        a.leases = leases;
+        a
     }
 
-    fn job(kind: &str) -> QueuedJob {
+    fn job(kind: &str, requires: Requirements) -> QueuedJob {
         QueuedJob {
             id: "j".into(),
             kind: kind.into(),
             args: "{}".into(),
             rank: 1,
             timeout_ms: 1000,
-            requires: Requirements::default(),
+            requires,
             last_agent: None,
         }
     }
 
     #[test]
-    fn a_retry_goes_elsewhere_when_it_can() {
-        let mut c = Candidates::new(
-            vec![agent("a", 4, 0, &["sleep"]), agent("b", 4, 3, &["sleep"])],
-            Weights::default(),
-        );
-        let retry = QueuedJob {
-            last_agent: Some("a".into()),
-            ..job("sleep")
-        };
-        assert_eq!(c.place(&retry), Some("b"));
-        // With b full, the failed agent is better than nothing.
-        assert_eq!(c.place(&retry), Some("a"));
-    }
-
-    #[test]
     fn spreads_a_batch_over_the_least_loaded() {
-        let mut c = Candidates::new(
-            vec![agent("a", 4, 3, &["sleep"]), agent("b", 4, 0, &["sleep"])],
-            Weights::default(),
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(
+            vec![
+                agent("a", 4, 3, &["sleep"], &[]),
+                agent("b", 4, 0, &["sleep"], &[]),
+            ],
+            &mut policy,
+            0,
         );
         let picks: Vec<String> = (0..4)
-            .filter_map(|_| c.place(&job("sleep")).map(str::to_string))
+            .filter_map(|_| round.place(&job("sleep", Requirements::default()), None))
+            .map(|p| p.agent)
             .collect();
         assert_eq!(picks.iter().filter(|p| *p == "b").count(), 3);
         assert_eq!(picks.iter().filter(|p| *p == "a").count(), 1);
-        assert_eq!(c.free_total(), 1);
+        assert_eq!(round.free_total(), 1);
     }
 
     #[test]
     fn never_places_where_the_kind_is_not_offered_or_no_slot_is_free() {
-        let mut c = Candidates::new(
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(
             vec![
-                agent("cpu", 8, 0, &["sleep"]),
-                agent("full", 1, 1, &["cuda.vector_add"]),
+                agent("cpu", 8, 0, &["sleep"], &[]),
+                agent("full", 1, 1, &["cuda.vector_add"], &[(24_576, "8.9")]),
             ],
-            Weights::default(),
+            &mut policy,
+            0,
         );
-        assert_eq!(c.place(&job("cuda.vector_add")), None);
-        assert_eq!(c.place(&job("sleep")), Some("cpu"));
+        assert_eq!(
+            round.place(&job("cuda.vector_add", Requirements::default()), None),
+            None
+        );
+        let p = round.place(&job("sleep", Requirements::default()), None);
+        assert_eq!(p.map(|p| p.agent).as_deref(), Some("cpu"));
     }
 
     #[test]
-    fn a_failing_agent_scores_lower() {
-        let mut flaky = agent("flaky", 4, 0, &["sleep"]);
-        flaky.failed = 9;
-        flaky.succeeded = 1;
-        let steady = agent("steady", 4, 0, &["sleep"]);
-        let w = Weights::default();
-        assert!(score(&steady, 4, w) > score(&flaky, 4, w));
+    fn gpus_are_allocated_per_device_and_never_twice() {
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(
+            vec![agent(
+                "box",
+                8,
+                0,
+                &["sleep"],
+                &[(24_576, "8.9"), (24_576, "8.9")],
+            )],
+            &mut policy,
+            0,
+        );
+        let one_gpu = Requirements {
+            gpus: Some(1),
+            ..Requirements::default()
+        };
+        let first = round.place(&job("sleep", one_gpu.clone()), None);
+        let second = round.place(&job("sleep", one_gpu.clone()), None);
+        assert_eq!(first.map(|p| p.gpus), Some(vec![0]));
+        assert_eq!(second.map(|p| p.gpus), Some(vec![1]));
+        // Slots remain, GPUs do not.
+        assert_eq!(round.place(&job("sleep", one_gpu), None), None);
+        assert!(round
+            .place(&job("sleep", Requirements::default()), None)
+            .is_some());
+        // Two 24 GiB GPUs never make one 40 GiB GPU.
+        let big = Requirements {
+            gpus: Some(1),
+            gpu_mem_mb: Some(40_960),
+            ..Requirements::default()
+        };
+        let mut policy = Composite::new(Weights::default());
+        let mut fresh = Round::new(
+            vec![agent(
+                "box",
+                8,
+                0,
+                &["sleep"],
+                &[(24_576, "8.9"), (24_576, "8.9")],
+            )],
+            &mut policy,
+            0,
+        );
+        assert_eq!(fresh.place(&job("sleep", big), None), None);
+    }
+
+    #[test]
+    fn a_retry_goes_elsewhere_when_it_can() {
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(
+            vec![
+                agent("a", 4, 0, &["sleep"], &[]),
+                agent("b", 4, 3, &["sleep"], &[]),
+            ],
+            &mut policy,
+            0,
+        );
+        let retry = QueuedJob {
+            last_agent: Some("a".into()),
+            ..job("sleep", Requirements::default())
+        };
+        assert_eq!(
+            round.place(&retry, None).map(|p| p.agent).as_deref(),
+            Some("b")
+        );
+        // With b full, the failed agent is better than nothing.
+        assert_eq!(
+            round.place(&retry, None).map(|p| p.agent).as_deref(),
+            Some("a")
+        );
     }
 }

@@ -1,30 +1,36 @@
-//! The scheduler: matches queued jobs to free agent slots.
+//! The scheduler: matches queued jobs to free agent slots and GPUs.
 //!
 //! It sleeps until woken (jobs queued, a slot freed, an agent joined, or
-//! the housekeeping tick), then runs rounds until a round places nothing.
-//! A round reads a window of the queue head, places each job in priority
-//! order on the best qualifying agent ([`placement`]), commits all leases
-//! with one script call, and only then publishes the assignments, grouped
-//! into one message per agent. A job no free agent can take is skipped,
-//! so it never holds back the jobs behind it.
+//! the sweeper's tick), then runs rounds until a round places nothing. A
+//! round reads the queue head in pages, places each job in priority order
+//! through the [`Round`] and the configured policy, commits every lease
+//! with one script call, and only then publishes the assignments, one
+//! message per agent. A job that no live agent could ever run is parked
+//! with the reason (it leaves the queue, so it never holds back the jobs
+//! behind it); parked jobs return to the queue whenever the fleet changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use fleet_protocol::capabilities::unschedulable_reason;
 use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch};
 use tokio::sync::Notify;
 
+use crate::analysis::FamilyTable;
 use crate::directory::Directory;
-use crate::placement::{Candidates, Weights};
+use crate::placement::{Placement, Round};
+use crate::policy::Policy;
 use crate::store::{Assigned, QueuedJob, Store, StoreError};
 use crate::Config;
 
-/// Jobs read from the queue head per round, as a multiple of free slots.
+/// Jobs read per page of the queue, as a multiple of free slots.
 const WINDOW_PER_FREE_SLOT: u64 = 4;
 const MIN_WINDOW: u64 = 64;
 const MAX_WINDOW: u64 = 4096;
+/// How deep one round looks for a job the free agents can take.
+const MAX_SCAN: usize = 16_384;
 
-/// Runs the scheduler forever.
+/// Runs the scheduler forever (until leadership is lost).
 pub async fn run(
     nats: async_nats::Client,
     store: Store,
@@ -32,15 +38,46 @@ pub async fn run(
     wake: Arc<Notify>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
+    let mut policy = config.policy()?;
+    let families = FamilyTable::new(&config.model_families).map_err(anyhow::Error::msg)?;
+    let mut seen_generation = 0;
     loop {
         wake.notified().await;
         loop {
-            match round(&nats, &store, &directory, &config).await {
+            // The fleet changed: parked jobs may fit it now.
+            let generation = directory.generation();
+            if generation != seen_generation {
+                match store.unpark().await {
+                    Ok(n) => {
+                        seen_generation = generation;
+                        if n > 0 {
+                            tracing::info!(
+                                jobs = n,
+                                "fleet changed; parked jobs back in the queue"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        not_leading(&e)?;
+                        tracing::warn!(error = %e, "cannot unpark jobs");
+                    }
+                }
+            }
+            match round(
+                &nats,
+                &store,
+                &directory,
+                policy.as_mut(),
+                &families,
+                &config,
+            )
+            .await
+            {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(e) => {
-                    if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::NotLeader)) {
-                        anyhow::bail!("scheduler: no longer leading");
+                    if let Some(e) = e.downcast_ref::<StoreError>() {
+                        not_leading(e)?;
                     }
                     tracing::warn!(error = %e, "scheduling round failed; retrying on the next wake-up");
                     break;
@@ -50,11 +87,20 @@ pub async fn run(
     }
 }
 
+fn not_leading(e: &StoreError) -> anyhow::Result<()> {
+    if matches!(e, StoreError::NotLeader) {
+        anyhow::bail!("scheduler: no longer leading");
+    }
+    Ok(())
+}
+
 /// One scheduling round; returns how many jobs it assigned.
 async fn round(
     nats: &async_nats::Client,
     store: &Store,
     directory: &Directory,
+    policy: &mut dyn Policy,
+    families: &FamilyTable,
     config: &Config,
 ) -> anyhow::Result<usize> {
     let now = now_ms();
@@ -62,44 +108,66 @@ async fn round(
     if agents.is_empty() {
         return Ok(0);
     }
-    let mut candidates = Candidates::new(agents, Weights::default());
-    let window = (candidates.free_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW);
-    let queued = store.peek(window as usize).await?;
+    let fleet = directory.schedulable_capabilities(now);
+    let mut round = Round::new(agents, policy, now);
+    let window = (round.free_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
 
-    let mut plan: Vec<(QueuedJob, String)> = Vec::new();
-    for job in queued {
-        if candidates.free_total() == 0 {
+    let mut plan: Vec<(QueuedJob, Placement, Option<String>)> = Vec::new();
+    let mut park: Vec<(String, String)> = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.peek(window, offset).await?;
+        let read = page.len();
+        for job in page {
+            if round.free_total() == 0 {
+                break;
+            }
+            let family = families.job_family(&job);
+            if let Some(placement) = round.place(&job, family.as_deref()) {
+                plan.push((job, placement, family));
+            } else if !fleet
+                .iter()
+                .any(|c| c.satisfies(&job.kind, &job.requires).is_ok())
+            {
+                let reason = unschedulable_reason(&job.kind, &job.requires, &fleet);
+                tracing::info!(job_id = %job.id, %reason, "job unschedulable; parked");
+                park.push((job.id, reason));
+            }
+        }
+        offset += read;
+        // Look deeper only while free agents found nothing they can run.
+        if !plan.is_empty() || read < window || round.free_total() == 0 || offset >= MAX_SCAN {
             break;
         }
-        if let Some(agent) = candidates.place(&job) {
-            let agent = agent.to_string();
-            plan.push((job, agent));
-        }
+    }
+    if !park.is_empty() {
+        store.park(&park, now).await?;
     }
     if plan.is_empty() {
         return Ok(0);
     }
 
-    let placements: Vec<(&str, &str)> = plan
+    let placements: Vec<(&str, &str, &[u32])> = plan
         .iter()
-        .map(|(job, agent)| (job.id.as_str(), agent.as_str()))
+        .map(|(job, p, _)| (job.id.as_str(), p.agent.as_str(), p.gpus.as_slice()))
         .collect();
     let deadline = now + config.accept_timeout.as_millis() as u64;
     let outcomes = store.assign(&placements, now, deadline).await?;
 
     let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
-    for ((job, agent), outcome) in plan.iter().zip(outcomes) {
+    for ((job, placement, family), outcome) in plan.iter().zip(outcomes) {
+        let agent = placement.agent.as_str();
         match outcome {
             Assigned::Leased(attempt) => {
-                directory.leased(agent);
-                tracing::debug!(job_id = %job.id, agent_id = %agent, attempt, "job assigned");
+                directory.leased(agent, &job.id, &placement.gpus, family.as_deref(), now);
+                tracing::debug!(job_id = %job.id, agent_id = %agent, attempt, gpus = ?placement.gpus, "job assigned");
                 batches.entry(agent).or_default().push(Assignment {
                     job_id: job.id.clone(),
                     attempt,
                     kind: job.kind.clone(),
                     args: serde_json::from_str(&job.args).unwrap_or_default(),
                     timeout_ms: job.timeout_ms,
-                    gpus: Vec::new(),
+                    gpus: placement.gpus.clone(),
                 });
             }
             Assigned::Refused(reason) => {

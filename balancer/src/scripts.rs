@@ -17,6 +17,9 @@ pub struct Scripts {
     pub expire: Script,
     pub cancel: Script,
     pub retry: Script,
+    pub park: Script,
+    pub unpark: Script,
+    pub drain: Script,
 }
 
 impl Scripts {
@@ -37,6 +40,18 @@ impl Scripts {
             retry: Script::new(concat!(
                 include_str!("lua/lib.lua"),
                 include_str!("lua/retry.lua")
+            )),
+            park: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/park.lua")
+            )),
+            unpark: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/unpark.lua")
+            )),
+            drain: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/drain.lua")
             )),
             enqueue: Script::new(concat!(
                 include_str!("lua/lib.lua"),

@@ -5,8 +5,12 @@
 
 use serde::Serialize;
 
-use crate::directory::AgentView;
-use crate::placement::{score, Weights};
+use std::collections::HashMap;
+
+use fleet_protocol::GpuInfo;
+
+use crate::directory::{AgentView, Directory};
+use crate::policy::{score, Weights};
 use crate::store::{Store, StoreResult};
 
 /// The fleet-wide document. Field names are a contract (DESIGN.md).
@@ -17,13 +21,18 @@ pub struct StatsDocument {
     pub total_capacity: u64,
     pub current_load: u64,
     pub utilization: f64,
+    /// Queued jobs, unschedulable ones included.
     pub queued_jobs: u64,
+    /// Queued jobs no live agent can run (each has its reason).
+    pub unschedulable_jobs: u64,
     pub assigned_jobs: u64,
+    pub dead_letters: u64,
     pub total_jobs_retried: i64,
     pub total_jobs_submitted: i64,
     pub total_jobs_assigned: i64,
     pub total_jobs_succeeded: i64,
     pub total_jobs_dead: i64,
+    pub total_jobs_cancelled: i64,
     pub total_jobs_rejected: i64,
     pub total_failed_attempts: i64,
     pub total_duplicate_submissions: i64,
@@ -42,35 +51,38 @@ pub struct AgentStats {
     pub success_rate: f64,
     pub score: f64,
     pub is_healthy: bool,
-    pub gpus: usize,
+    pub draining: bool,
+    pub gpus: Vec<GpuInfo>,
+    pub gpus_in_use: usize,
+    pub temperature_c: Option<f32>,
     pub kinds: Vec<String>,
     pub tags: Vec<String>,
 }
 
-/// Reads the document from Redis. `healthy` decides an agent's health
-/// from its record.
+/// Reads the document: everything from Redis but the GPU temperatures,
+/// which only the leader's directory holds (from heartbeats).
 pub async fn collect(
     store: &Store,
-    healthy: impl Fn(&AgentView) -> bool,
+    directory: &Directory,
+    now_ms: u64,
 ) -> StoreResult<StatsDocument> {
-    let (counters, queued, leased) = store.counters().await?;
+    let totals = store.counters().await?;
     let agents = store.load_agents().await?;
-    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let live: HashMap<String, AgentView> = directory
+        .snapshot()
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let counter = |name: &str| totals.counters.get(name).copied().unwrap_or(0);
 
     let mut doc_agents = Vec::with_capacity(agents.len());
     let (mut healthy_agents, mut capacity, mut load, mut healthy_load) = (0, 0u64, 0u64, 0u64);
-    for record in agents {
-        let view = AgentView {
-            id: record.id,
-            slots: record.slots,
-            leases: record.leases,
-            capabilities: record.capabilities,
-            last_seen_ms: record.last_seen_ms,
-            succeeded: record.succeeded,
-            failed: record.failed,
-            alive: record.alive,
-        };
-        let is_healthy = healthy(&view);
+    for mut view in agents {
+        if let Some(l) = live.get(&view.id) {
+            view.temperature_c = l.temperature_c;
+            view.utilization_pct = l.utilization_pct;
+        }
+        let is_healthy = directory.is_healthy(&view, now_ms);
         if is_healthy {
             healthy_agents += 1;
             capacity += u64::from(view.slots);
@@ -82,9 +94,12 @@ pub async fn collect(
             max_jobs: view.slots,
             load_percent: percent(u64::from(view.leases), u64::from(view.slots)),
             success_rate: view.success_rate(),
-            score: score(&view, view.free_slots(), Weights::default()),
+            score: score(&view, view.free_slots(), Weights::default(), None, None),
             is_healthy,
-            gpus: view.capabilities.gpus.len(),
+            draining: view.draining,
+            gpus: view.capabilities.gpus.clone(),
+            gpus_in_use: view.gpu_jobs.len(),
+            temperature_c: view.temperature_c,
             kinds: view.capabilities.kinds.clone(),
             tags: view.capabilities.tags.clone(),
             agent_id: view.id,
@@ -98,13 +113,16 @@ pub async fn collect(
         current_load: load,
         // A fraction (0–1) of the healthy agents' slots in use.
         utilization: percent(healthy_load, capacity) / 100.0,
-        queued_jobs: queued,
-        assigned_jobs: leased,
+        queued_jobs: totals.queued + totals.parked,
+        unschedulable_jobs: totals.parked,
+        assigned_jobs: totals.leased,
+        dead_letters: totals.dead,
         total_jobs_retried: counter("retried"),
         total_jobs_submitted: counter("submitted"),
         total_jobs_assigned: counter("assigned"),
         total_jobs_succeeded: counter("succeeded"),
         total_jobs_dead: counter("dead"),
+        total_jobs_cancelled: counter("cancelled"),
         total_jobs_rejected: counter("rejected"),
         total_failed_attempts: counter("failed_attempts"),
         total_duplicate_submissions: counter("duplicates"),

@@ -9,6 +9,7 @@ use fleet_protocol::{Capabilities, Keys, Requirements, ValidJob};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+use crate::directory::{AgentView, Perf};
 use crate::scripts::Scripts;
 
 /// A Redis failure, or a reply the scripts should never give.
@@ -72,17 +73,17 @@ pub enum Assigned {
     Refused(String),
 }
 
-/// An agent as stored in Redis.
-#[derive(Debug, Clone)]
-pub struct AgentRecord {
-    pub id: String,
-    pub slots: u32,
-    pub capabilities: Capabilities,
-    pub last_seen_ms: u64,
-    pub leases: u32,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub alive: bool,
+/// Fleet-wide totals read from Redis.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// The `P:stats` hash.
+    pub counters: HashMap<String, i64>,
+    /// In the queue, waiting for a slot.
+    pub queued: u64,
+    /// Queued but parked: no live agent can run them.
+    pub parked: u64,
+    pub leased: u64,
+    pub dead: u64,
 }
 
 /// The outcome of a leadership attempt.
@@ -111,6 +112,12 @@ pub enum Expired {
         job_id: String,
         agent_id: String,
         attempt: u32,
+    },
+    /// Parked past the unschedulable timeout; now dead.
+    Unschedulable {
+        job_id: String,
+        error: String,
+        history: String,
     },
 }
 
@@ -190,6 +197,7 @@ impl Store {
         heartbeat_timeout: Duration,
         limit: usize,
         (check_agents, check_leases): (bool, bool),
+        unschedulable_timeout: Duration,
     ) -> StoreResult<Vec<Expired>> {
         let reply: Vec<String> = self
             .scripts
@@ -202,6 +210,7 @@ impl Store {
             .arg(limit)
             .arg(if check_agents { "1" } else { "0" })
             .arg(if check_leases { "1" } else { "0" })
+            .arg(unschedulable_timeout.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
@@ -218,6 +227,11 @@ impl Store {
                     "dead" => Expired::Dead {
                         job_id,
                         agent_id,
+                        history: f[3].clone(),
+                    },
+                    "unschedulable" => Expired::Unschedulable {
+                        job_id,
+                        error: agent_id,
                         history: f[3].clone(),
                     },
                     "cancel" => Expired::Cancel {
@@ -341,14 +355,15 @@ impl Store {
         Ok((outcomes, depth))
     }
 
-    /// The first `limit` queued jobs, in priority then arrival order.
-    pub async fn peek(&self, limit: usize) -> StoreResult<Vec<QueuedJob>> {
+    /// `limit` queued jobs from `offset` on, in priority then arrival order.
+    pub async fn peek(&self, limit: usize, offset: usize) -> StoreResult<Vec<QueuedJob>> {
         let reply: Vec<String> = self
             .scripts
             .peek
             .key(self.keys.stats())
             .arg(self.keys.prefix())
             .arg(limit)
+            .arg(offset)
             .invoke_async(&mut self.conn.clone())
             .await?;
         if !reply.len().is_multiple_of(7) {
@@ -368,10 +383,10 @@ impl Store {
             .collect())
     }
 
-    /// Commits placements `(job_id, agent_id)` as leases.
+    /// Commits placements `(job_id, agent_id, gpus)` as leases.
     pub async fn assign(
         &self,
-        placements: &[(&str, &str)],
+        placements: &[(&str, &str, &[u32])],
         now_ms: u64,
         lease_deadline_ms: u64,
     ) -> StoreResult<Vec<Assigned>> {
@@ -381,8 +396,9 @@ impl Store {
             .arg(&*self.token)
             .arg(now_ms)
             .arg(lease_deadline_ms);
-        for (job, agent) in placements {
-            call.arg(*job).arg(*agent);
+        for (job, agent, gpus) in placements {
+            let gpus: Vec<String> = gpus.iter().map(u32::to_string).collect();
+            call.arg(*job).arg(*agent).arg(gpus.join(","));
         }
         let reply: Vec<String> = call
             .invoke_async(&mut self.conn.clone())
@@ -432,53 +448,119 @@ impl Store {
         Ok(())
     }
 
+    /// Queued jobs, parked ones included.
     pub async fn queue_depth(&self) -> StoreResult<u64> {
-        Ok(self.conn.clone().zcard(self.keys.queue()).await?)
+        let (queued, parked): (u64, u64) = redis::pipe()
+            .zcard(self.keys.queue())
+            .zcard(self.keys.parked())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(queued + parked)
     }
 
-    /// Every registered agent.
-    pub async fn load_agents(&self) -> StoreResult<Vec<AgentRecord>> {
+    /// Every registered agent, as the directory keeps it.
+    pub async fn load_agents(&self) -> StoreResult<Vec<AgentView>> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn.smembers(self.keys.agents()).await?;
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.hgetall(self.keys.agent(id))
-                .scard(self.keys.agent_jobs(id));
-        }
-        let replies: Vec<(HashMap<String, String>, u32)> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-            let mut out = Vec::with_capacity(ids.len());
-            for pair in flat.chunks_exact(2) {
-                out.push((
-                    redis::from_redis_value(pair[0].clone())?,
-                    redis::from_redis_value(pair[1].clone())?,
-                ));
+        let mut agents = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hgetall(self.keys.agent(id))
+                    .scard(self.keys.agent_jobs(id))
+                    .hgetall(self.keys.agent_gpus(id))
+                    .hgetall(self.keys.agent_perf(id));
             }
-            out
-        };
-        Ok(ids
-            .into_iter()
-            .zip(replies)
-            .filter(|(_, (h, _))| !h.is_empty())
-            .map(|(id, (h, leases))| {
-                let num = |f: &str| h.get(f).and_then(|v| v.parse().ok()).unwrap_or(0);
-                AgentRecord {
-                    slots: num("slots") as u32,
-                    capabilities: h
-                        .get("caps")
-                        .and_then(|c| serde_json::from_str(c).ok())
-                        .unwrap_or_default(),
-                    last_seen_ms: num("last_seen"),
-                    leases,
-                    succeeded: num("succeeded"),
-                    failed: num("failed"),
-                    alive: h.get("state").map(String::as_str) == Some("alive"),
-                    id,
+            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            for (id, f) in chunk.iter().zip(flat.chunks_exact(4)) {
+                let h: HashMap<String, String> = redis::from_redis_value(f[0].clone())?;
+                if h.is_empty() {
+                    continue;
                 }
-            })
-            .collect())
+                let leases: u32 = redis::from_redis_value(f[1].clone())?;
+                let gpus: HashMap<u32, String> = redis::from_redis_value(f[2].clone())?;
+                let perf: HashMap<String, String> = redis::from_redis_value(f[3].clone())?;
+                let num = |f: &str| h.get(f).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let capabilities: Capabilities = h
+                    .get("caps")
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .unwrap_or_default();
+                let mut view =
+                    AgentView::new(id, num("slots") as u32, capabilities, num("last_seen"));
+                view.leases = leases;
+                view.succeeded = num("succeeded");
+                view.failed = num("failed");
+                view.alive = h.get("state").map(String::as_str) == Some("alive");
+                view.draining = h.get("draining").map(String::as_str) == Some("1");
+                view.gpu_jobs = gpus;
+                view.perf = parse_perf(&perf);
+                agents.push(view);
+            }
+        }
+        Ok(agents)
+    }
+
+    /// The performance history of the given agents.
+    pub async fn load_perf(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<HashMap<String, HashMap<String, Perf>>> {
+        let mut conn = self.conn.clone();
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hgetall(self.keys.agent_perf(id));
+            }
+            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (id, row) in chunk.iter().zip(rows) {
+                out.insert(id.clone(), parse_perf(&row));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parks jobs no live agent can run, each with the reason.
+    pub async fn park(&self, jobs: &[(String, String)], now_ms: u64) -> StoreResult<u64> {
+        let mut call = self.scripts.park.prepare_invoke();
+        call.key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .arg(now_ms);
+        for (id, reason) in jobs {
+            call.arg(id).arg(reason);
+        }
+        call.invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)
+    }
+
+    /// Returns every parked job to the queue.
+    pub async fn unpark(&self) -> StoreResult<u64> {
+        self.scripts
+            .unpark
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)
+    }
+
+    /// Drains (or undrains) an agent; false if no such agent.
+    pub async fn drain(&self, agent: &str, draining: bool) -> StoreResult<bool> {
+        let reply: Vec<String> = self
+            .scripts
+            .drain
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .arg(agent)
+            .arg(if draining { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
+        Ok(reply.first().map(String::as_str) == Some("ok"))
     }
 
     /// One job's hash, or `None` if no such job.
@@ -487,15 +569,25 @@ impl Store {
         Ok((!h.is_empty()).then_some(h))
     }
 
-    /// The fleet-wide counters, queue depth and lease count.
-    pub async fn counters(&self) -> StoreResult<(HashMap<String, i64>, u64, u64)> {
-        let (counters, queued, leased): (HashMap<String, i64>, u64, u64) = redis::pipe()
-            .hgetall(self.keys.stats())
-            .zcard(self.keys.queue())
-            .zcard(self.keys.leases())
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok((counters, queued, leased))
+    /// The fleet-wide counters and the sizes of the queue, the parked
+    /// set, the leases and the dead letters.
+    pub async fn counters(&self) -> StoreResult<Counters> {
+        let (counters, queued, parked, leased, dead): (HashMap<String, i64>, u64, u64, u64, u64) =
+            redis::pipe()
+                .hgetall(self.keys.stats())
+                .zcard(self.keys.queue())
+                .zcard(self.keys.parked())
+                .zcard(self.keys.leases())
+                .zcard(self.keys.dead())
+                .query_async(&mut self.conn.clone())
+                .await?;
+        Ok(Counters {
+            counters,
+            queued,
+            parked,
+            leased,
+            dead,
+        })
     }
 }
 
@@ -522,6 +614,28 @@ impl EventArgs {
     pub fn is_empty(&self) -> bool {
         self.events == 0
     }
+}
+
+/// Reads a `P:agent:<id>:perf` hash: `<kind>|ms`, `<kind>|ok`, `<kind>|n`.
+fn parse_perf(row: &HashMap<String, String>) -> HashMap<String, Perf> {
+    let mut out: HashMap<String, Perf> = HashMap::new();
+    for (field, value) in row {
+        let (Some((kind, what)), Ok(v)) = (field.rsplit_once('|'), value.parse::<f64>()) else {
+            continue;
+        };
+        let p = out.entry(kind.to_string()).or_insert(Perf {
+            ms: 0.0,
+            ok: 1.0,
+            n: 0,
+        });
+        match what {
+            "ms" => p.ms = v,
+            "ok" => p.ok = v,
+            "n" => p.n = v as u64,
+            _ => {}
+        }
+    }
+    out
 }
 
 fn reply_error(script: &'static str, detail: &str) -> StoreError {

@@ -20,6 +20,9 @@ use crate::Config;
 
 /// Most agents and leases handled per script call.
 const LIMIT: usize = 1_000;
+/// Every this many sweeps, the agents' performance history is re-read
+/// from Redis (the scripts keep it as jobs finish).
+const PERF_REFRESH_TICKS: u64 = 5;
 
 pub async fn run(
     js: jetstream::Context,
@@ -29,6 +32,7 @@ pub async fn run(
     watch: Arc<Watch>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
+    let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(config.sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -43,7 +47,13 @@ pub async fn run(
                 break;
             }
             let outcomes = match store
-                .expire(now, config.heartbeat_timeout, LIMIT, checks)
+                .expire(
+                    now,
+                    config.heartbeat_timeout,
+                    LIMIT,
+                    checks,
+                    config.unschedulable_timeout,
+                )
                 .await
             {
                 Ok(o) => o,
@@ -65,6 +75,13 @@ pub async fn run(
         // Also the scheduler's fallback wake-up: health changes that no
         // event announces (an agent going silent) are noticed here.
         wake.notify_one();
+        ticks += 1;
+        if ticks.is_multiple_of(PERF_REFRESH_TICKS) {
+            match store.load_perf(&directory.ids()).await {
+                Ok(perf) => directory.set_perf(perf),
+                Err(e) => tracing::warn!(error = %e, "cannot refresh performance history"),
+            }
+        }
     }
 }
 
@@ -76,7 +93,7 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
         }
         Expired::Requeued { job_id, agent_id } => {
             tracing::info!(job_id = %job_id, agent_id = %agent_id, "lease expired; job re-queued");
-            directory.released(&agent_id, false);
+            directory.released(&agent_id, &job_id, false);
         }
         Expired::Dead {
             job_id,
@@ -84,8 +101,18 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
             history,
         } => {
             tracing::warn!(job_id = %job_id, agent_id = %agent_id, "lease expired on the last attempt; job dead-lettered");
-            directory.released(&agent_id, false);
+            directory.released(&agent_id, &job_id, false);
             let result = results::dead(&job_id, &history, now_ms());
+            results::publish_reliably(js, &result).await;
+        }
+        Expired::Unschedulable {
+            job_id,
+            error,
+            history,
+        } => {
+            tracing::warn!(job_id = %job_id, %error, "job dead-lettered: unschedulable too long");
+            let mut result = results::dead(&job_id, &history, now_ms());
+            result.error = Some(error);
             results::publish_reliably(js, &result).await;
         }
         Expired::Cancel {

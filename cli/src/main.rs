@@ -1,7 +1,8 @@
 //! `fleetctl`: submit jobs, wait for them, and look at the fleet.
 //!
 //! Producer commands (`submit`, `wait`) talk to NATS through
-//! [`fleet_protocol::Client`]; operator commands (`job`, `stats`) read the
+//! [`fleet_protocol::Client`]; operator commands (`job`, `stats`, `agents`,
+//! `cancel`, `retry`, `dead`, `drain`, `undrain`, `audit`) use the
 //! balancer's HTTP API. Every command takes `--json` for scripts.
 
 mod balancer_api;
@@ -69,6 +70,18 @@ pub enum Command {
     },
     /// Check every job against fleet's invariants; non-zero exit on a breach.
     Audit,
+    /// List agents: health, load, GPUs, draining.
+    Agents,
+    /// Stop new assignments to an agent; its running jobs finish.
+    Drain {
+        /// The agent id.
+        id: String,
+    },
+    /// Let a drained agent take new jobs again.
+    Undrain {
+        /// The agent id.
+        id: String,
+    },
 }
 
 #[tokio::main]
@@ -84,6 +97,9 @@ async fn main() {
         Command::Retry { id } => commands::lifecycle::run(&cli, id, "retry").await,
         Command::Dead { limit } => commands::dead::run(&cli, *limit).await,
         Command::Audit => commands::audit::run(&cli).await,
+        Command::Agents => commands::agents::run(&cli).await,
+        Command::Drain { id } => commands::agents::drain(&cli, id, true).await,
+        Command::Undrain { id } => commands::agents::drain(&cli, id, false).await,
     };
     match outcome {
         Ok(code) => std::process::exit(code),

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::{parse_compute_capability, Requirements};
+use crate::workload;
 
 /// One GPU of an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,40 +33,176 @@ pub struct Capabilities {
     pub tags: Vec<String>,
 }
 
+/// How many GPUs a job of `kind` with `req` takes: `req.gpus` when given,
+/// else one for a CUDA kind or a job with per-GPU requirements, else none.
+pub fn gpus_wanted(kind: &str, req: &Requirements) -> u32 {
+    req.gpus.unwrap_or(u32::from(
+        workload::needs_gpu(kind) || req.gpu_mem_mb.is_some() || req.compute_capability.is_some(),
+    ))
+}
+
+impl GpuInfo {
+    /// Whether this one device meets the job's per-GPU requirements.
+    pub fn fits(&self, req: &Requirements) -> bool {
+        let min_cc = req
+            .compute_capability
+            .as_deref()
+            .and_then(parse_compute_capability);
+        req.gpu_mem_mb.is_none_or(|m| self.memory_mb >= m)
+            && match min_cc {
+                None => true,
+                Some(min) => {
+                    parse_compute_capability(&self.compute_capability).is_some_and(|cc| cc >= min)
+                }
+            }
+    }
+}
+
 impl Capabilities {
     /// Whether this agent could ever run a job of `kind` needing `req`
     /// (ignoring how busy it is). GPU memory and compute capability hold
     /// per device: the job needs `gpus` devices that each satisfy both.
     pub fn satisfies(&self, kind: &str, req: &Requirements) -> Result<(), String> {
+        self.allocate(kind, req, &[]).map(|_| ())
+    }
+
+    /// The device indices a job of `kind` needing `req` would get, given
+    /// which of this agent's GPUs are busy (`busy[i]` for `self.gpus[i]`;
+    /// missing entries are free). Best fit: the smallest fitting devices,
+    /// so large GPUs stay free for jobs that need them.
+    pub fn allocate(
+        &self,
+        kind: &str,
+        req: &Requirements,
+        busy: &[bool],
+    ) -> Result<Vec<u32>, String> {
         if !self.kinds.iter().any(|k| k == kind) {
             return Err(format!("does not offer workload kind {kind:?}"));
         }
         if let Some(tag) = req.tags.iter().find(|t| !self.tags.contains(t)) {
             return Err(format!("lacks tag {tag:?}"));
         }
-        let min_cc = req
-            .compute_capability
-            .as_deref()
-            .and_then(parse_compute_capability);
-        let fitting = self
+        let wanted = gpus_wanted(kind, req) as usize;
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let mut fitting: Vec<&GpuInfo> = self
             .gpus
             .iter()
-            .filter(|g| req.gpu_mem_mb.is_none_or(|m| g.memory_mb >= m))
-            .filter(|g| match min_cc {
-                None => true,
-                Some(min) => {
-                    parse_compute_capability(&g.compute_capability).is_some_and(|cc| cc >= min)
-                }
-            })
-            .count();
-        let wanted = req
-            .gpus
-            .unwrap_or(u32::from(req.gpu_mem_mb.is_some() || min_cc.is_some()));
-        if (fitting as u64) < u64::from(wanted) {
-            return Err(format!("has {fitting} fitting GPU(s), job needs {wanted}"));
+            .enumerate()
+            .filter(|(i, g)| !busy.get(*i).copied().unwrap_or(false) && g.fits(req))
+            .map(|(_, g)| g)
+            .collect();
+        if fitting.len() < wanted {
+            return Err(format!(
+                "has {} free fitting GPU(s), job needs {wanted}",
+                fitting.len()
+            ));
         }
-        Ok(())
+        fitting.sort_by_key(|g| (g.memory_mb, g.index));
+        Ok(fitting.iter().take(wanted).map(|g| g.index).collect())
     }
+}
+
+/// Why no agent among `fleet` could ever run a job of `kind` needing `req`,
+/// for the operator: e.g. "needs 1 GPU with ≥ 80 GiB; largest live: 24 GiB".
+pub fn unschedulable_reason<'a>(
+    kind: &str,
+    req: &Requirements,
+    fleet: impl IntoIterator<Item = &'a Capabilities>,
+) -> String {
+    let fleet: Vec<&Capabilities> = fleet.into_iter().collect();
+    if fleet.is_empty() {
+        return "no live agent".to_string();
+    }
+    let offering: Vec<&Capabilities> = fleet
+        .into_iter()
+        .filter(|c| c.kinds.iter().any(|k| k == kind))
+        .collect();
+    if offering.is_empty() {
+        return format!("no live agent offers workload kind {kind:?}");
+    }
+    let tagged: Vec<&Capabilities> = offering
+        .into_iter()
+        .filter(|c| req.tags.iter().all(|t| c.tags.contains(t)))
+        .collect();
+    if tagged.is_empty() {
+        return format!("no live agent offering {kind:?} has tags {:?}", req.tags);
+    }
+    let wanted = gpus_wanted(kind, req);
+    let mut need = format!("needs {wanted} GPU{}", if wanted == 1 { "" } else { "s" });
+    if let Some(m) = req.gpu_mem_mb {
+        need.push_str(&format!(" with ≥ {}", format_mb(m)));
+    }
+    if let Some(cc) = &req.compute_capability {
+        need.push_str(&format!(" of compute capability ≥ {cc}"));
+    }
+    let largest = tagged
+        .iter()
+        .flat_map(|c| c.gpus.iter().map(|g| g.memory_mb))
+        .max();
+    let most = tagged
+        .iter()
+        .map(|c| c.gpus.iter().filter(|g| g.fits(req)).count())
+        .max()
+        .unwrap_or(0);
+    match largest {
+        None => format!("{need}; no live agent offering {kind:?} has a GPU"),
+        Some(l) if req.gpu_mem_mb.is_some_and(|m| l < m) => {
+            format!("{need}; largest live: {}", format_mb(l))
+        }
+        Some(_) => format!("{need}; the most fitting GPUs on one live agent: {most}"),
+    }
+}
+
+/// `81920` → `"80 GiB"`, `1500` → `"1500 MiB"`.
+pub fn format_mb(mb: u64) -> String {
+    if mb >= 1024 && mb.is_multiple_of(1024) {
+        format!("{} GiB", mb / 1024)
+    } else {
+        format!("{mb} MiB")
+    }
+}
+
+/// Parses `--simulate-gpus` (`"NAME:MEM:CC,…"`, MEM like `80GiB`, `24GB`
+/// or `81920MiB`), for agents that pretend to have GPUs in tests.
+pub fn parse_simulated_gpus(spec: &str) -> Result<Vec<GpuInfo>, String> {
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .enumerate()
+        .map(|(i, one)| {
+            let parts: Vec<&str> = one.trim().split(':').collect();
+            let [name, mem, cc] = parts.as_slice() else {
+                return Err(format!("{one:?} is not NAME:MEM:CC"));
+            };
+            parse_compute_capability(cc)
+                .ok_or_else(|| format!("compute capability {cc:?} is not major.minor"))?;
+            Ok(GpuInfo {
+                index: i as u32,
+                name: name.to_string(),
+                memory_mb: parse_memory_mb(mem)?,
+                compute_capability: cc.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn parse_memory_mb(s: &str) -> Result<u64, String> {
+    let lower = s.to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("memory {s:?} does not start with a number"))?;
+    let factor = match unit {
+        "gib" | "gb" | "g" => 1024,
+        "mib" | "mb" | "m" | "" => 1,
+        "tib" | "tb" | "t" => 1024 * 1024,
+        _ => return Err(format!("memory {s:?} has an unknown unit")),
+    };
+    Ok(n * factor)
 }
 
 #[cfg(test)]
@@ -88,6 +225,78 @@ mod tests {
             tags: vec!["llama".into()],
             ..Capabilities::default()
         }
+    }
+
+    #[test]
+    fn allocation_takes_free_devices_best_fit_first() {
+        let c = caps(vec![
+            gpu(0, 81_920, "9.0"),
+            gpu(1, 24_576, "8.9"),
+            gpu(2, 24_576, "8.9"),
+        ]);
+        let one = Requirements {
+            gpus: Some(1),
+            ..Requirements::default()
+        };
+        // The smallest fitting device first, keeping the H100 free.
+        assert_eq!(c.allocate("sleep", &one, &[]), Ok(vec![1]));
+        assert_eq!(c.allocate("sleep", &one, &[false, true]), Ok(vec![2]));
+        assert_eq!(c.allocate("sleep", &one, &[false, true, true]), Ok(vec![0]));
+        assert!(c.allocate("sleep", &one, &[true, true, true]).is_err());
+        let big = Requirements {
+            gpus: Some(1),
+            gpu_mem_mb: Some(40_960),
+            ..Requirements::default()
+        };
+        assert_eq!(c.allocate("sleep", &big, &[]), Ok(vec![0]));
+        // A CUDA kind takes one GPU unless told otherwise; a CPU job none.
+        assert_eq!(
+            c.allocate("cuda.vector_add", &Requirements::default(), &[]),
+            Ok(vec![1])
+        );
+        assert_eq!(
+            c.allocate("sleep", &Requirements::default(), &[]),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn unschedulable_reasons_name_what_is_missing() {
+        let small = caps(vec![gpu(0, 24_576, "8.9"), gpu(1, 24_576, "8.9")]);
+        let big = Requirements {
+            gpus: Some(1),
+            gpu_mem_mb: Some(81_920),
+            ..Requirements::default()
+        };
+        assert_eq!(
+            unschedulable_reason("sleep", &big, [&small]),
+            "needs 1 GPU with ≥ 80 GiB; largest live: 24 GiB"
+        );
+        assert_eq!(
+            unschedulable_reason("teleport", &Requirements::default(), [&small]),
+            "no live agent offers workload kind \"teleport\""
+        );
+        assert_eq!(unschedulable_reason("sleep", &big, []), "no live agent");
+        let four = Requirements {
+            gpus: Some(4),
+            ..Requirements::default()
+        };
+        assert_eq!(
+            unschedulable_reason("sleep", &four, [&small]),
+            "needs 4 GPUs; the most fitting GPUs on one live agent: 2"
+        );
+    }
+
+    #[test]
+    fn simulated_gpus_parse() {
+        let gpus = parse_simulated_gpus("H100:80GiB:9.0,RTX4090:24GiB:8.9").unwrap_or_default();
+        assert_eq!(gpus.len(), 2);
+        assert_eq!(gpus[0].memory_mb, 81_920);
+        assert_eq!(gpus[1].index, 1);
+        assert_eq!(gpus[1].compute_capability, "8.9");
+        assert!(parse_simulated_gpus("H100:80GiB").is_err());
+        assert!(parse_simulated_gpus("H100:lots:9.0").is_err());
+        assert!(parse_simulated_gpus("H100:80GiB:nine").is_err());
     }
 
     #[test]

@@ -40,6 +40,22 @@ pub struct Heartbeat {
     /// holds them, but they no longer take a slot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finishing: Vec<RunningJob>,
+    /// Each GPU's state now, where the agent can read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuStatus>,
+}
+
+/// One GPU's state in a heartbeat; each reading is optional (no NVML, no
+/// reading).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuStatus {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization_pct: Option<f32>,
 }
 
 /// The agent began running an assignment.

@@ -15,6 +15,9 @@
 //! | `P:agents` | set | every agent id ever registered |
 //! | `P:agent:<id>` | hash | one agent: slots, capabilities, liveness, counters |
 //! | `P:agent:<id>:jobs` | set | job ids leased to that agent |
+//! | `P:agent:<id>:gpus` | hash | device index → the job holding that GPU |
+//! | `P:agent:<id>:perf` | hash | `<kind>\|ms`, `<kind>\|ok`, `<kind>\|n`: moving averages of run time and success |
+//! | `P:parked` | sorted set | queued jobs no live agent can run, by when they became unschedulable (ms) |
 //! | `P:agents:seen` | sorted set | alive agent ids by last heartbeat (ms), for the sweeper |
 //! | `P:dead` | sorted set | dead-lettered job ids by time of death (ms) |
 //! | `P:leader` | string | `<balancer id>:<epoch>`, the leadership lease (with a TTL) |
@@ -69,6 +72,18 @@ impl Keys {
 
     pub fn agent_jobs(&self, id: &str) -> String {
         format!("{}:agent:{id}:jobs", self.prefix)
+    }
+
+    pub fn agent_gpus(&self, id: &str) -> String {
+        format!("{}:agent:{id}:gpus", self.prefix)
+    }
+
+    pub fn agent_perf(&self, id: &str) -> String {
+        format!("{}:agent:{id}:perf", self.prefix)
+    }
+
+    pub fn parked(&self) -> String {
+        format!("{}:parked", self.prefix)
     }
 
     pub fn dead(&self) -> String {

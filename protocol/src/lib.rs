@@ -28,9 +28,11 @@ pub mod time;
 pub mod workload;
 
 pub use assignment::{Assignment, AssignmentBatch, ControlMessage};
-pub use capabilities::{Capabilities, GpuInfo};
+pub use capabilities::{gpus_wanted, Capabilities, GpuInfo};
 pub use client::{Client, ClientError};
-pub use event::{AgentEvent, Completed, Failed, Heartbeat, Register, RunningJob, Started};
+pub use event::{
+    AgentEvent, Completed, Failed, GpuStatus, Heartbeat, Register, RunningJob, Started,
+};
 pub use ids::{is_valid_token, new_job_id, InvalidId};
 pub use job::{InvalidJob, JobSpec, Requirements, ValidJob};
 pub use keys::Keys;

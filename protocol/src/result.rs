@@ -53,7 +53,7 @@ impl JobState {
 pub struct AttemptRecord {
     pub attempt: u32,
     pub agent_id: String,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `failed` or `cancelled`.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -21,6 +21,7 @@ end
 local history = redis.call('HGET', key, 'history')
 if j[1] == 'queued' then
   redis.call('ZREM', K_QUEUE, id)
+  redis.call('ZREM', K_PARKED, id)
 else
   release_lease(id, j[3])
   history = push_history(id, {

@@ -22,6 +22,7 @@ local function on_completed(agent, id, attempt, result, duration_ms, now)
     redis.call('HSET', key, 'state', 'succeeded', 'result', result,
       'finished_at', now, 'done_by', agent .. '/' .. attempt, 'error', '')
     redis.call('HINCRBY', k_agent(agent), 'succeeded', 1)
+    record_perf(agent, id, true, duration_ms)
     stat('succeeded')
     return {'accepted', history}
   end

@@ -3,7 +3,8 @@
 -- ARGV: prefix, leader token, now_ms, then 7 fields per job:
 --   id, kind, args_json, rank, timeout_ms, max_attempts, requires_json
 -- Returns one status per job ('queued' or 'duplicate': a job id seen before
--- is never enqueued twice), then the queue depth.
+-- is never enqueued twice), then the number of queued jobs (parked ones
+-- included).
 
 require_leader()
 local now = ARGV[3]
@@ -28,5 +29,5 @@ for i = 4, #ARGV, 7 do
     out[#out + 1] = 'queued'
   end
 end
-out[#out + 1] = tostring(redis.call('ZCARD', K_QUEUE))
+out[#out + 1] = tostring(redis.call('ZCARD', K_QUEUE) + redis.call('ZCARD', K_PARKED))
 return out

@@ -1,7 +1,10 @@
 -- expire.lua: the sweeper's pass over silent agents and overdue leases.
 --
 -- ARGV: prefix, leader token, now_ms, heartbeat_timeout_ms, limit,
---   check_agents ('1' or '0'), check_leases ('1' or '0')
+--   check_agents ('1' or '0'), check_leases ('1' or '0'),
+--   unschedulable_timeout_ms
+-- A job parked as unschedulable for longer than its timeout is
+-- dead-lettered with its reason.
 -- (the caller turns a check off while it has not watched the fleet for
 -- long enough to judge; see balancer/src/watch.rs)
 -- An alive agent not heard from for heartbeat_timeout is declared dead and
@@ -16,6 +19,7 @@
 --   'requeued', job, agent, ''
 --   'dead', job, agent, history
 --   'cancel', job, agent, attempt
+--   'unschedulable', job, error, history
 
 require_leader()
 local now = tonumber(ARGV[3])
@@ -23,6 +27,7 @@ local timeout = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
 local check_agents = ARGV[6] == '1'
 local check_leases = ARGV[7] == '1'
+local unschedulable_timeout = tonumber(ARGV[8])
 local out = {}
 local function emit(kind, id, agent, extra)
   out[#out + 1] = kind
@@ -77,6 +82,18 @@ for _, id in ipairs(overdue) do
   else
     -- A lease entry whose job holds no lease cannot expire anything.
     redis.call('ZREM', K_LEASES, id)
+  end
+end
+local stuck = redis.call('ZRANGEBYSCORE', K_PARKED, '-inf',
+  string.format('%d', now - unschedulable_timeout), 'LIMIT', 0, limit)
+for _, id in ipairs(stuck) do
+  redis.call('ZREM', K_PARKED, id)
+  local key = k_job(id)
+  local j = redis.call('HMGET', key, 'state', 'unschedulable_reason', 'history')
+  if j[1] == 'queued' then
+    local err = 'unschedulable for ' .. unschedulable_timeout .. ' ms: ' .. (j[2] or '')
+    bury(id, err, now)
+    emit('unschedulable', id, err, j[3] or '[]')
   end
 end
 return out

@@ -13,6 +13,11 @@ if current and current == token then
   redis.call('PEXPIRE', K_LEADER, ttl)
   return {'leader', token}
 end
+if token ~= '' then
+  -- A renewal of a lease that lapsed (or was taken): that leadership is
+  -- over. The caller steps down and competes afresh with an empty token.
+  return {'follower', current or ''}
+end
 if not current then
   local epoch = redis.call('INCR', K_LEADER .. ':epoch')
   local fresh = id .. ':' .. epoch

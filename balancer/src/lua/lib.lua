@@ -17,6 +17,7 @@ local K_STATS = P .. ':stats'
 local K_LEADER = P .. ':leader'
 local K_SEEN = P .. ':agents:seen'
 local K_DEAD = P .. ':dead'
+local K_PARKED = P .. ':parked'
 
 -- Aborts the script unless ARGV[2] is the current leadership token.
 local function require_leader()
@@ -28,6 +29,30 @@ end
 local function k_job(id) return P .. ':job:' .. id end
 local function k_agent(id) return P .. ':agent:' .. id end
 local function k_agent_jobs(id) return P .. ':agent:' .. id .. ':jobs' end
+local function k_agent_gpus(id) return P .. ':agent:' .. id .. ':gpus' end
+local function k_agent_perf(id) return P .. ':agent:' .. id .. ':perf' end
+
+-- Folds one finished attempt into the agent's moving averages for the
+-- job's kind: success always, run time when it ran (duration_ms > 0).
+local PERF_ALPHA = 0.2
+local function record_perf(agent, id, ok, duration_ms)
+  local kind = redis.call('HGET', k_job(id), 'kind')
+  if not kind or agent == '' then return end
+  local key = k_agent_perf(agent)
+  local p = redis.call('HMGET', key, kind .. '|ms', kind .. '|ok', kind .. '|n')
+  local n = tonumber(p[3]) or 0
+  local ok_avg = tonumber(p[2])
+  local x = ok and 1 or 0
+  ok_avg = ok_avg and (ok_avg + PERF_ALPHA * (x - ok_avg)) or x
+  local fields = {kind .. '|ok', tostring(ok_avg), kind .. '|n', n + 1}
+  if duration_ms and duration_ms > 0 then
+    local ms = tonumber(p[1])
+    ms = ms and (ms + PERF_ALPHA * (duration_ms - ms)) or duration_ms
+    fields[#fields + 1] = kind .. '|ms'
+    fields[#fields + 1] = tostring(ms)
+  end
+  redis.call('HSET', key, unpack(fields))
+end
 
 -- Queue order is (priority, arrival): higher rank first, then lower seq.
 -- 2^44 arrivals per class is far beyond any real queue's lifetime, and the
@@ -38,19 +63,47 @@ local function stat(field, n)
   redis.call('HINCRBY', K_STATS, field, n or 1)
 end
 
+local function queue_score(rank, seq)
+  return string.format('%d', (3 - rank) * PRIO_SPAN + seq)
+end
+
 -- Puts a job at the back of its priority class.
 local function push_queue(id, rank)
   local seq = redis.call('INCR', K_SEQ)
-  local score = (3 - rank) * PRIO_SPAN + seq
-  redis.call('ZADD', K_QUEUE, string.format('%d', score), id)
+  redis.call('HSET', k_job(id), 'seq', seq)
+  redis.call('ZADD', K_QUEUE, queue_score(rank, seq), id)
 end
 
--- Drops a job's lease from the lease index and from its agent's set.
+-- Splits "0,2,3" into {'0', '2', '3'}.
+local function split_csv(csv)
+  local out = {}
+  if csv then
+    for item in string.gmatch(csv, '[^,]+') do out[#out + 1] = item end
+  end
+  return out
+end
+
+-- Drops a job's lease from the lease index and from its agent's set, and
+-- frees the GPUs it held there.
 local function release_lease(id, agent)
   redis.call('ZREM', K_LEASES, id)
   if agent and agent ~= '' then
     redis.call('SREM', k_agent_jobs(agent), id)
+    local gpus = redis.call('HGET', k_job(id), 'gpus')
+    for _, index in ipairs(split_csv(gpus)) do
+      if redis.call('HGET', k_agent_gpus(agent), index) == id then
+        redis.call('HDEL', k_agent_gpus(agent), index)
+      end
+    end
   end
+  redis.call('HSET', k_job(id), 'gpus', '')
+end
+
+-- Ends a job as dead: terminal, listed among the dead letters.
+local function bury(id, err, now)
+  redis.call('HSET', k_job(id), 'state', 'dead', 'error', err, 'finished_at', now)
+  redis.call('ZADD', K_DEAD, now, id)
+  stat('dead')
 end
 
 -- Appends one attempt record to the job's history (a JSON array) and
@@ -78,14 +131,13 @@ local function fail_attempt(id, agent, attempt, err, duration_ms, now)
   })
   stat('failed_attempts')
   redis.call('HINCRBY', k_agent(agent), 'failed', 1)
+  record_perf(agent, id, false, duration_ms)
   local job = redis.call('HMGET', key, 'max_attempts', 'rank', 'attempt_base')
   if attempt - (tonumber(job[3]) or 0) >= tonumber(job[1]) then
     -- The agent field stays, so a redelivered copy of this failure is
     -- recognised as the same event.
-    redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_at', now,
-      'last_agent', agent)
-    redis.call('ZADD', K_DEAD, now, id)
-    stat('dead')
+    redis.call('HSET', key, 'last_agent', agent)
+    bury(id, err, now)
     return {'dead', history}
   end
   local rank = math.min(tonumber(job[2]) + 1, 3)

@@ -1,12 +1,13 @@
 -- peek.lua: reads the head of the queue for the scheduler, without
 -- changing anything.
 --
--- ARGV: prefix, limit
+-- ARGV: prefix, limit, offset
 -- Returns 7 fields per queued job, in queue order:
 --   id, kind, args_json, rank, timeout_ms, requires_json, last_agent
 -- (last_agent: the agent whose attempt failed last, or '')
 
-local ids = redis.call('ZRANGE', K_QUEUE, 0, tonumber(ARGV[2]) - 1)
+local offset = tonumber(ARGV[3])
+local ids = redis.call('ZRANGE', K_QUEUE, offset, offset + tonumber(ARGV[2]) - 1)
 local out = {}
 for _, id in ipairs(ids) do
   local j = redis.call('HMGET', k_job(id), 'kind', 'args', 'rank', 'timeout_ms',
@@ -14,9 +15,8 @@ for _, id in ipairs(ids) do
   if j[1] then
     out[#out + 1] = id
     for f = 1, 6 do out[#out + 1] = j[f] or '' end
-  else
-    -- A queue entry without its job cannot run; drop it so it cannot block.
-    redis.call('ZREM', K_QUEUE, id)
   end
+  -- A queue entry without its job is skipped here (this script is
+  -- read-only); the audit reports it.
 end
 return out

@@ -1,5 +1,6 @@
 //! One module per fleetctl command. Each `run` returns the exit code.
 
+pub mod agents;
 pub mod audit;
 pub mod dead;
 pub mod job;

@@ -14,7 +14,7 @@ const SUBMIT_CHUNK: usize = 5_000;
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// Workload kind: sleep, echo, cuda.vector_add.
+    /// Workload kind: sleep, echo, flaky, cuda.vector_add.
     #[arg(long)]
     pub kind: String,
     /// Workload arguments as JSON.

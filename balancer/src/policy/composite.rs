@@ -1,0 +1,239 @@
+//! `composite` (the default): availability × 0.5 + success rate × 0.3 +
+//! speed × 0.2 (weights configurable), plus an affinity bonus when the
+//! agent recently ran the job's model family, minus a thermal penalty for
+//! hot or saturated GPUs.
+
+use super::{best_by, Feasible, JobContext, Policy};
+use crate::directory::AgentView;
+
+/// Weights of the composite score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    pub availability: f64,
+    pub success: f64,
+    pub speed: f64,
+    /// Added when the agent is warm for the job's family.
+    pub affinity: f64,
+    /// Subtracted at the hottest, most utilized GPU.
+    pub thermal: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            availability: 0.5,
+            success: 0.3,
+            speed: 0.2,
+            affinity: 0.15,
+            thermal: 0.3,
+        }
+    }
+}
+
+impl Weights {
+    /// Parses `availability,success,speed` (e.g. `0.5,0.3,0.2`).
+    pub fn parse(s: &str) -> Result<Weights, String> {
+        let parts: Vec<f64> = s
+            .split(',')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("weights {s:?}: {e}"))?;
+        let [availability, success, speed] = parts.as_slice() else {
+            return Err(format!(
+                "weights {s:?}: expected availability,success,speed"
+            ));
+        };
+        if parts.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err(format!("weights {s:?} must be finite and ≥ 0"));
+        }
+        Ok(Weights {
+            availability: *availability,
+            success: *success,
+            speed: *speed,
+            ..Weights::default()
+        })
+    }
+}
+
+/// Speed for a kind on an agent: the fastest known average run time over
+/// this agent's (1.0 for the fastest); 1.0 when there is no history yet,
+/// so new agents get tried.
+fn speed(agent: &AgentView, kind: &str, fastest_ms: Option<f64>) -> f64 {
+    match (agent.perf.get(kind), fastest_ms) {
+        (Some(p), Some(best)) if p.ms > 0.0 && best > 0.0 => (best / p.ms).clamp(0.0, 1.0),
+        _ => 1.0,
+    }
+}
+
+/// Success rate for a kind on an agent, falling back to its overall rate.
+fn success(agent: &AgentView, kind: &str) -> f64 {
+    match agent.perf.get(kind) {
+        Some(p) if p.n > 0 => p.ok,
+        _ => agent.success_rate(),
+    }
+}
+
+/// 0.0 when cool and idle, 1.0 at 90 °C (where the agent stops taking
+/// work) and fully utilized.
+fn heat(agent: &AgentView) -> f64 {
+    let t = agent
+        .temperature_c
+        .map(|t| ((f64::from(t) - 70.0) / 20.0).clamp(0.0, 1.0))
+        .unwrap_or(0.0);
+    let u = agent
+        .utilization_pct
+        .map(|u| (f64::from(u) / 100.0).clamp(0.0, 1.0))
+        .unwrap_or(0.0);
+    (0.75 * t + 0.25 * u).clamp(0.0, 1.0)
+}
+
+/// The composite score of one agent for one job.
+pub fn score(
+    agent: &AgentView,
+    free_slots: u32,
+    weights: Weights,
+    job: Option<&JobContext<'_>>,
+    fastest_ms: Option<f64>,
+) -> f64 {
+    let availability = if agent.slots == 0 {
+        0.0
+    } else {
+        f64::from(free_slots) / f64::from(agent.slots)
+    };
+    let (success, speed, warm) = match job {
+        Some(j) => (
+            success(agent, &j.job.kind),
+            speed(agent, &j.job.kind, fastest_ms),
+            j.family.is_some_and(|f| agent.is_warm_for(f, j.now_ms)),
+        ),
+        None => (agent.success_rate(), 1.0, false),
+    };
+    availability * weights.availability
+        + success * weights.success
+        + speed * weights.speed
+        + if warm { weights.affinity } else { 0.0 }
+        - heat(agent) * weights.thermal
+}
+
+pub struct Composite {
+    weights: Weights,
+}
+
+impl Composite {
+    pub fn new(weights: Weights) -> Composite {
+        Composite { weights }
+    }
+}
+
+impl Policy for Composite {
+    fn name(&self) -> &'static str {
+        "composite"
+    }
+
+    fn choose(&mut self, job: &JobContext<'_>, feasible: &[Feasible<'_>]) -> usize {
+        let fastest_ms = feasible
+            .iter()
+            .filter_map(|f| f.agent.perf.get(&job.job.kind).map(|p| p.ms))
+            .filter(|ms| *ms > 0.0)
+            .min_by(f64::total_cmp);
+        best_by(feasible, |f| {
+            score(f.agent, f.free_slots, self.weights, Some(job), fastest_ms)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Perf;
+    use crate::policy::testing::{agent, job};
+
+    fn ctx<'a>(job: &'a crate::store::QueuedJob, family: Option<&'a str>) -> JobContext<'a> {
+        JobContext {
+            job,
+            family,
+            now_ms: 1_000,
+        }
+    }
+
+    fn choose(agents: &[AgentView], family: Option<&str>) -> String {
+        let j = job();
+        let feasible: Vec<Feasible> = agents
+            .iter()
+            .map(|a| Feasible {
+                agent: a,
+                free_slots: a.free_slots(),
+            })
+            .collect();
+        let i = Composite::new(Weights::default()).choose(&ctx(&j, family), &feasible);
+        feasible[i].agent.id.clone()
+    }
+
+    #[test]
+    fn prefers_the_more_available_agent() {
+        assert_eq!(choose(&[agent("a", 4, 3), agent("b", 4, 1)], None), "b");
+    }
+
+    #[test]
+    fn prefers_the_more_reliable_and_the_faster_agent() {
+        let mut flaky = agent("flaky", 4, 0);
+        flaky.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 10.0,
+                ok: 0.2,
+                n: 50,
+            },
+        );
+        let mut steady = agent("steady", 4, 0);
+        steady.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 10.0,
+                ok: 1.0,
+                n: 50,
+            },
+        );
+        assert_eq!(choose(&[flaky, steady.clone()], None), "steady");
+
+        let mut slow = agent("slow", 4, 0);
+        slow.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 100.0,
+                ok: 1.0,
+                n: 50,
+            },
+        );
+        assert_eq!(choose(&[slow, steady], None), "steady");
+    }
+
+    #[test]
+    fn affinity_sends_a_family_back_to_a_warm_agent() {
+        let cold = agent("a-cold", 4, 0);
+        let mut warm = agent("b-warm", 4, 1);
+        warm.recent_families.insert("llama".into(), 900);
+        // Without a family the emptier agent wins; with it, the warm one.
+        assert_eq!(choose(&[cold.clone(), warm.clone()], None), "a-cold");
+        assert_eq!(choose(&[cold, warm], Some("llama")), "b-warm");
+    }
+
+    #[test]
+    fn hot_gpus_are_penalized() {
+        let cool = agent("b-cool", 4, 1);
+        let mut hot = agent("a-hot", 4, 0);
+        hot.temperature_c = Some(88.0);
+        hot.utilization_pct = Some(100.0);
+        assert_eq!(choose(&[hot, cool], None), "b-cool");
+    }
+
+    #[test]
+    fn weights_parse() {
+        assert_eq!(
+            Weights::parse("1,0,0").map(|w| (w.availability, w.success, w.speed)),
+            Ok((1.0, 0.0, 0.0))
+        );
+        assert!(Weights::parse("1,2").is_err());
+        assert!(Weights::parse("1,-2,0").is_err());
+    }
+}
