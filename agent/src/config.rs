@@ -33,8 +33,8 @@ pub struct Config {
     /// Pretend to have these GPUs ("NAME:MEM:CC,…", e.g.
     /// "H100:80GiB:9.0,RTX4090:24GiB:8.9"), for placement tests without
     /// hardware. Simulated GPUs run no CUDA work.
-    #[arg(long, env = "FLEET_SIMULATE_GPUS", value_parser = fleet_protocol::capabilities::parse_simulated_gpus)]
-    pub simulate_gpus: Option<Vec<fleet_protocol::GpuInfo>>,
+    #[arg(long, env = "FLEET_SIMULATE_GPUS", value_parser = SimulatedGpus::parse)]
+    pub simulate_gpus: Option<SimulatedGpus>,
 
     /// Fault injection for tests: never time jobs out here, leaving it to
     /// the balancer's lease (as if the agent hung).
@@ -47,6 +47,16 @@ pub struct Config {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The GPUs `--simulate-gpus` declares (one flag value, many GPUs).
+#[derive(Debug, Clone)]
+pub struct SimulatedGpus(pub Vec<fleet_protocol::GpuInfo>);
+
+impl SimulatedGpus {
+    fn parse(spec: &str) -> Result<SimulatedGpus, String> {
+        fleet_protocol::capabilities::parse_simulated_gpus(spec).map(SimulatedGpus)
+    }
 }
 
 #[derive(Debug, Subcommand)]

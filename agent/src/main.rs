@@ -36,7 +36,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let agent_id = config.agent_id()?;
-    let capabilities = capabilities::detect(&config.tags, config.simulate_gpus.clone());
+    let simulated = config.simulate_gpus.clone().map(|s| s.0);
+    let capabilities = capabilities::detect(&config.tags, simulated);
     tracing::info!(
         agent_id = %agent_id,
         slots = config.slots,

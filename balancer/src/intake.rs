@@ -17,6 +17,8 @@ use crate::store::{Enqueued, Store};
 use crate::Config;
 
 const DURABLE: &str = "fleet-balancer-jobs";
+/// How often a paused intake re-reads the queue depth.
+const BACKPRESSURE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Runs intake forever.
 pub async fn run(
@@ -128,7 +130,8 @@ impl Intake {
                 );
                 warned = true;
             }
-            tokio::time::sleep(self.config.sweep_interval).await;
+            // Poll briskly: a fast fleet drains a full queue in moments.
+            tokio::time::sleep(BACKPRESSURE_POLL).await;
             depth = match self.store.queue_depth().await {
                 Ok(d) => d,
                 Err(e) => {

@@ -59,12 +59,18 @@ async fn only_the_current_leader_can_write() -> anyhow::Result<()> {
     let (_, depth) = successor.enqueue(&[job("j4")?], 4).await?;
     assert_eq!(depth, 2);
     // The old token cannot renew its way back either.
-    assert_eq!(store.lead(&first, "a", ttl).await?, Lead::Follower(second.clone()));
+    assert_eq!(
+        store.lead(&first, "a", ttl).await?,
+        Lead::Follower(second.clone())
+    );
 
     // A renewal that arrives after its own lease lapsed does not quietly
     // start a new leadership under the old token: it is told it lost.
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    assert_eq!(store.lead(&second, "b", ttl).await?, Lead::Follower(String::new()));
+    assert_eq!(
+        store.lead(&second, "b", ttl).await?,
+        Lead::Follower(String::new())
+    );
     assert!(matches!(store.lead("", "b", ttl).await?, Lead::Leader(t) if t != second));
     Ok(())
 }
