@@ -22,6 +22,11 @@ pub struct Config {
     #[arg(long, env = "FLEET_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub slots: u32,
 
+    /// Assigned jobs to hold beyond the slots, not yet started, so the
+    /// next job is on hand when a slot frees.
+    #[arg(long, env = "FLEET_PREFETCH", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub prefetch: u32,
+
     /// Tags the balancer can match jobs against (model families, pools).
     #[arg(long, env = "FLEET_TAGS", value_delimiter = ',')]
     pub tags: Vec<String>,

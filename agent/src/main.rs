@@ -56,6 +56,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         agent_id: agent_id.clone(),
         incarnation: ulid::Ulid::new().to_string(),
         slots: config.slots,
+        prefetch: config.prefetch,
         capabilities,
     };
     // Subscribe before registering: the first assignment may follow the

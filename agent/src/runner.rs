@@ -1,18 +1,22 @@
-//! Running assignments within the agent's slots.
+//! Running assignments within the agent's slots, with an optional local
+//! queue of prefetched ones.
 //!
-//! The balancer never leases more jobs to an agent than its slots; the
-//! runner still checks, and refuses an assignment that would exceed them,
-//! so the agent's own count stays the proof of invariant 3.
+//! The balancer never leases an agent more jobs than its slots plus its
+//! prefetch; the runner still checks and refuses an assignment beyond
+//! them, and never runs more than its slots at once, so the agent's own
+//! count stays the proof of invariant 3.
 //!
-//! A job's life here: its slot is claimed (under one lock with the check),
-//! `started` is published from the job's own task (so it always precedes
-//! the terminal event), the workload runs, the job moves to *finishing*
-//! (its slot is free: the balancer may reuse it as soon as it reads the
-//! terminal event), the terminal event is stored, and the job is dropped.
-//! Heartbeats list running and finishing jobs, so a heartbeat never omits
-//! a job whose terminal event it could overtake.
+//! A job's life here: it is claimed (under one lock with the check) as
+//! running, or as waiting when every slot is busy; a waiting job starts
+//! when a slot frees. Running, `started` is published from the job's own
+//! task (so it always precedes the terminal event), the workload runs, the
+//! job moves to *finishing* (its slot is free: the balancer may reuse it as
+//! soon as it reads the terminal event), the terminal event is stored, and
+//! the job is dropped. Heartbeats list running, waiting and finishing
+//! jobs, so a heartbeat never omits a job whose terminal event it could
+//! overtake, and waiting jobs keep their leases.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,20 +30,60 @@ use tokio::task::AbortHandle;
 use crate::reporter::{job_event_id, Reporter};
 use crate::workloads::Workloads;
 
-/// One job the agent holds.
+/// Where a held job is.
+enum Phase {
+    /// Prefetched: holds no slot yet.
+    Waiting(Box<Assignment>),
+    Running(AbortHandle),
+    /// Ended; its terminal event is being sent. Holds no slot.
+    Finishing,
+}
+
 struct Held {
     attempt: u32,
-    task: AbortHandle,
-    /// Ended; its terminal event is being sent. Takes no slot.
-    finishing: bool,
+    phase: Phase,
+}
+
+/// Every job the agent holds, and the order waiting ones start in.
+#[derive(Default)]
+struct Book {
+    jobs: HashMap<String, Held>,
+    waiting: VecDeque<String>,
+}
+
+impl Book {
+    fn running(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|h| matches!(h.phase, Phase::Running(_)))
+            .count()
+    }
+
+    fn waiting(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|h| matches!(h.phase, Phase::Waiting(_)))
+            .count()
+    }
+
+    /// Drops a job, stopping it if it runs.
+    fn remove(&mut self, job_id: &str) -> Option<Held> {
+        let held = self.jobs.remove(job_id)?;
+        if let Phase::Running(task) = &held.phase {
+            task.abort();
+        }
+        self.waiting.retain(|id| id != job_id);
+        Some(held)
+    }
 }
 
 pub struct Runner {
     agent_id: String,
     slots: u32,
+    prefetch: u32,
     reporter: Reporter,
     workloads: Arc<Workloads>,
-    jobs: Mutex<HashMap<String, Held>>,
+    book: Mutex<Book>,
     /// What this process registers as; its incarnation changes when the
     /// balancer declares it dead and it registers again.
     register: Mutex<Register>,
@@ -50,15 +94,16 @@ impl Runner {
         Runner {
             agent_id: register.agent_id.clone(),
             slots: register.slots,
+            prefetch: register.prefetch,
             reporter,
             workloads: Arc::new(workloads),
-            jobs: Mutex::new(HashMap::new()),
+            book: Mutex::new(Book::default()),
             register: Mutex::new(register),
         }
     }
 
-    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.jobs
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -73,23 +118,23 @@ impl Runner {
     /// This agent's heartbeat now.
     pub fn heartbeat(&self) -> Heartbeat {
         let register = self.registration();
-        let mut running = Vec::new();
-        let mut finishing = Vec::new();
-        for (job_id, held) in self.jobs().iter() {
+        let (mut running, mut waiting, mut finishing) = (Vec::new(), Vec::new(), Vec::new());
+        for (job_id, held) in self.book().jobs.iter() {
             let job = RunningJob {
                 job_id: job_id.clone(),
                 attempt: held.attempt,
             };
-            if held.finishing {
-                finishing.push(job);
-            } else {
-                running.push(job);
+            match held.phase {
+                Phase::Waiting(_) => waiting.push(job),
+                Phase::Running(_) => running.push(job),
+                Phase::Finishing => finishing.push(job),
             }
         }
         Heartbeat {
             agent_id: register.agent_id,
             incarnation: register.incarnation,
             running,
+            waiting,
             finishing,
             // Per-GPU free memory, temperature and utilization need NVML;
             // until the agent reads them, heartbeats carry none.
@@ -134,7 +179,9 @@ impl Runner {
                         tracing::debug!(agent_id = %self.agent_id, "register request for a replaced incarnation ignored");
                     }
                 }
-                Ok(ControlMessage::Cancel { job_id, attempt }) => self.cancel(&job_id, attempt),
+                Ok(ControlMessage::Cancel { job_id, attempt }) => {
+                    self.clone().cancel(&job_id, attempt)
+                }
                 Err(e) => {
                     tracing::warn!(agent_id = %self.agent_id, error = %e, "undecodable control message ignored")
                 }
@@ -147,10 +194,15 @@ impl Runner {
     /// has been failed and re-queued. Stop that work and join again as a
     /// new incarnation.
     async fn rejoin(&self) {
-        let dropped: Vec<(String, Held)> = self.jobs().drain().collect();
-        for (job_id, held) in &dropped {
-            held.task.abort();
-            tracing::warn!(job_id = %job_id, attempt = held.attempt, "dropping a job the balancer re-queued");
+        let dropped: Vec<(String, u32)> = {
+            let mut book = self.book();
+            let ids: Vec<String> = book.jobs.keys().cloned().collect();
+            ids.into_iter()
+                .filter_map(|id| book.remove(&id).map(|h| (id, h.attempt)))
+                .collect()
+        };
+        for (job_id, attempt) in &dropped {
+            tracing::warn!(job_id = %job_id, attempt, "dropping a job the balancer re-queued");
         }
         let incarnation = ulid::Ulid::new().to_string();
         self.register
@@ -161,64 +213,102 @@ impl Runner {
         self.register().await;
     }
 
-    fn cancel(&self, job_id: &str, attempt: u32) {
-        let mut jobs = self.jobs();
-        if jobs.get(job_id).is_some_and(|h| h.attempt == attempt) {
-            if let Some(held) = jobs.remove(job_id) {
-                held.task.abort();
-                tracing::info!(job_id, attempt, agent_id = %self.agent_id, "job cancelled");
+    /// Stops (or drops, if still waiting) one attempt of a job: the
+    /// balancer cancelled it, timed it out, or moved it to another agent.
+    fn cancel(self: Arc<Self>, job_id: &str, attempt: u32) {
+        let removed = {
+            let mut book = self.book();
+            if book.jobs.get(job_id).is_some_and(|h| h.attempt == attempt) {
+                book.remove(job_id)
+            } else {
+                None
             }
+        };
+        if removed.is_some() {
+            tracing::info!(job_id, attempt, agent_id = %self.agent_id, "job cancelled");
+            self.start_waiting();
         }
     }
 
     async fn accept(self: Arc<Self>, assignment: Assignment) {
         let job_id = assignment.job_id.clone();
         let attempt = assignment.attempt;
-        // Claim the slot and start the task under one lock, so the count
-        // can never pass the slots (the task's own bookkeeping waits for it).
+        // Claim a slot (or a place in the local queue) and start the task
+        // under one lock, so the counts can never pass the limits (the
+        // task's own bookkeeping waits for the lock).
         let claimed = {
-            let mut jobs = self.jobs();
-            match jobs.get(&job_id) {
+            let mut book = self.book();
+            match book.jobs.get(&job_id) {
                 Some(h) if h.attempt == attempt => {
                     tracing::debug!(job_id = %job_id, attempt, "duplicate assignment ignored");
                     return;
                 }
                 // A newer attempt of a job we still hold: the balancer gave
                 // up on ours, so stop it before taking the new one.
-                Some(h) => {
-                    h.task.abort();
-                    jobs.remove(&job_id);
+                Some(_) => {
+                    book.remove(&job_id);
                 }
                 None => {}
             }
-            let busy = jobs.values().filter(|h| !h.finishing).count();
-            if busy >= self.slots as usize {
-                false
-            } else {
-                let running_now = busy as u32 + 1;
-                let task = tokio::spawn(self.clone().run(assignment, running_now));
-                jobs.insert(
+            let running = book.running();
+            if running < self.slots as usize {
+                let task = tokio::spawn(self.clone().run(assignment, running as u32 + 1));
+                book.jobs.insert(
                     job_id.clone(),
                     Held {
                         attempt,
-                        task: task.abort_handle(),
-                        finishing: false,
+                        phase: Phase::Running(task.abort_handle()),
                     },
                 );
                 true
+            } else if book.waiting() < self.prefetch as usize {
+                book.waiting.push_back(job_id.clone());
+                book.jobs.insert(
+                    job_id.clone(),
+                    Held {
+                        attempt,
+                        phase: Phase::Waiting(Box::new(assignment)),
+                    },
+                );
+                true
+            } else {
+                false
             }
         };
         if !claimed {
-            tracing::error!(job_id = %job_id, attempt, agent_id = %self.agent_id, slots = self.slots, "assignment over capacity refused");
+            tracing::error!(job_id = %job_id, attempt, agent_id = %self.agent_id, slots = self.slots, prefetch = self.prefetch, "assignment over capacity refused");
             let failed = AgentEvent::Failed(Failed {
                 agent_id: self.agent_id.clone(),
                 job_id: job_id.clone(),
                 attempt,
-                error: format!("agent over capacity ({} slots busy)", self.slots),
+                error: format!(
+                    "agent over capacity ({} slots and {} prefetch busy)",
+                    self.slots, self.prefetch
+                ),
                 duration_ms: 0,
             });
             let id = job_event_id("failed", &job_id, attempt);
             self.reporter.send_reliably(failed, Some(id)).await;
+        }
+    }
+
+    /// Starts waiting jobs while slots are free.
+    fn start_waiting(self: &Arc<Self>) {
+        let mut book = self.book();
+        while book.running() < self.slots as usize {
+            let Some(job_id) = book.waiting.pop_front() else {
+                return;
+            };
+            let running_now = book.running() as u32 + 1;
+            let Some(held) = book.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            let Phase::Waiting(assignment) = std::mem::replace(&mut held.phase, Phase::Finishing)
+            else {
+                continue;
+            };
+            let task = tokio::spawn(self.clone().run(*assignment, running_now));
+            held.phase = Phase::Running(task.abort_handle());
         }
     }
 
@@ -255,13 +345,14 @@ impl Runner {
         let outcome = self.workloads.run(&assignment).await;
         let duration_ms = began.elapsed().as_millis() as u64;
         {
-            let mut jobs = self.jobs();
-            match jobs.get_mut(&job_id) {
-                Some(held) if held.attempt == attempt => held.finishing = true,
+            let mut book = self.book();
+            match book.jobs.get_mut(&job_id) {
+                Some(held) if held.attempt == attempt => held.phase = Phase::Finishing,
                 // Cancelled or dropped meanwhile: nothing to report.
                 _ => return,
             }
         }
+        self.start_waiting();
         let (kind, event) = match outcome {
             Ok(result) => (
                 "completed",
@@ -289,9 +380,13 @@ impl Runner {
         };
         let id = job_event_id(kind, &job_id, attempt);
         self.reporter.send_reliably(event, Some(id)).await;
-        let mut jobs = self.jobs();
-        if jobs.get(&job_id).is_some_and(|h| h.attempt == attempt) {
-            jobs.remove(&job_id);
+        let mut book = self.book();
+        if book
+            .jobs
+            .get(&job_id)
+            .is_some_and(|h| h.attempt == attempt && matches!(h.phase, Phase::Finishing))
+        {
+            book.jobs.remove(&job_id);
         }
     }
 }

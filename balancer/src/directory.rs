@@ -36,6 +36,8 @@ pub struct Perf {
 pub struct AgentView {
     pub id: String,
     pub slots: u32,
+    /// Not-started jobs it holds beyond its slots.
+    pub prefetch: u32,
     pub leases: u32,
     pub capabilities: Capabilities,
     pub last_seen_ms: u64,
@@ -62,6 +64,7 @@ impl AgentView {
         AgentView {
             id: id.to_string(),
             slots,
+            prefetch: 0,
             leases: 0,
             capabilities,
             last_seen_ms: now_ms,
@@ -79,6 +82,13 @@ impl AgentView {
 
     pub fn free_slots(&self) -> u32 {
         self.slots.saturating_sub(self.leases)
+    }
+
+    /// Room for prefetched jobs once every slot is taken.
+    pub fn free_prefetch(&self) -> u32 {
+        (self.slots + self.prefetch)
+            .saturating_sub(self.leases)
+            .saturating_sub(self.free_slots())
     }
 
     /// Successes over finished attempts; 1.0 before any finished.
@@ -173,11 +183,11 @@ impl Directory {
         self.changed();
     }
 
-    /// An agent (re)registered with `leases` still held.
+    /// An agent (re)registered with `(slots, prefetch)` and `leases` still held.
     pub fn register(
         &self,
         id: &str,
-        slots: u32,
+        (slots, prefetch): (u32, u32),
         capabilities: Capabilities,
         leases: u32,
         now_ms: u64,
@@ -187,6 +197,7 @@ impl Directory {
             .entry(id.to_string())
             .or_insert_with(|| AgentView::new(id, slots, capabilities.clone(), now_ms));
         entry.slots = slots;
+        entry.prefetch = prefetch;
         entry.leases = leases;
         entry.capabilities = capabilities;
         entry.last_seen_ms = now_ms;
@@ -227,6 +238,14 @@ impl Directory {
             if let Some(f) = family {
                 a.recent_families.insert(f.to_string(), now_ms);
             }
+        }
+    }
+
+    /// `job`'s lease moved from this agent to another before it started.
+    pub fn moved_away(&self, id: &str, job: &str) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.leases = a.leases.saturating_sub(1);
+            a.gpu_jobs.retain(|_, holder| holder != job);
         }
     }
 
@@ -282,13 +301,26 @@ impl Directory {
     }
 
     /// A copy of every agent that can take work now: healthy, not
-    /// draining, not too hot, with a free slot.
+    /// draining, not too hot, with a free slot or prefetch room.
     pub fn available(&self, now_ms: u64) -> Vec<AgentView> {
         self.lock()
             .values()
-            .filter(|a| a.free_slots() > 0 && self.schedulable(a, now_ms))
+            .filter(|a| a.free_slots() + a.free_prefetch() > 0 && self.schedulable(a, now_ms))
             .cloned()
             .collect()
+    }
+
+    /// Healthy agents holding more leases than slots (prefetched jobs
+    /// waiting), most backed up first: where idle agents can steal from.
+    pub fn backed_up(&self, now_ms: u64) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .lock()
+            .values()
+            .filter(|a| a.leases > a.slots && self.is_healthy(a, now_ms))
+            .map(|a| (a.id.clone(), a.leases - a.slots))
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
     }
 
     /// The capabilities of every agent that could take work, busy or not:

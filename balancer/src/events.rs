@@ -61,11 +61,12 @@ fn script_fields(event: &AgentEvent) -> Vec<String> {
             e.agent_id.clone(),
             e.incarnation.clone(),
             e.slots.to_string(),
+            e.prefetch.to_string(),
             serde_json::to_string(&e.capabilities).unwrap_or_else(|_| "{}".into()),
         ],
         AgentEvent::Heartbeat(e) => {
             let mut fields = vec![e.agent_id.clone(), e.incarnation.clone()];
-            for job in e.running.iter().chain(&e.finishing) {
+            for job in e.running.iter().chain(&e.waiting).chain(&e.finishing) {
                 fields.push(job.job_id.clone());
                 fields.push(job.attempt.to_string());
             }
@@ -121,7 +122,12 @@ impl BatchHandler for Events {
         let now = now_ms();
         let replies = match self
             .store
-            .apply_events(&args, now, self.config.job_timeout_buffer)
+            .apply_events(
+                &args,
+                now,
+                self.config.job_timeout_buffer,
+                self.config.heartbeat_timeout,
+            )
             .await
         {
             Ok(r) => r,
@@ -194,8 +200,13 @@ impl Events {
             (AgentEvent::Register(e), "ok") => {
                 let leases = reply.get(1).and_then(|l| l.parse().ok()).unwrap_or(0);
                 tracing::info!(agent_id = %agent, slots = e.slots, gpus = e.capabilities.gpus.len(), leases, "agent registered");
-                self.directory
-                    .register(agent, e.slots, e.capabilities.clone(), leases, now);
+                self.directory.register(
+                    agent,
+                    (e.slots, e.prefetch),
+                    e.capabilities.clone(),
+                    leases,
+                    now,
+                );
                 // A restarted agent's old leases ended as failed attempts;
                 // those that spent their last attempt are dead.
                 let dead: Vec<JobResult> = reply

@@ -7,6 +7,11 @@
 //! avoids the agent its last attempt failed on while another can take it.
 //! Every placement in the round is tentative until the assign script
 //! commits it, so the round tracks slots and GPUs it has handed out.
+//!
+//! Prefetch room (jobs held beyond an agent's slots, not yet started) is
+//! used only once no candidate has a free slot for the job: it exists for
+//! a queue deeper than the free slots, never to pile work on one agent
+//! while another sits idle.
 
 use crate::directory::AgentView;
 use crate::policy::{Feasible, JobContext, Policy};
@@ -23,6 +28,8 @@ pub struct Placement {
 pub struct Round<'p> {
     agents: Vec<AgentView>,
     free: Vec<u32>,
+    /// Prefetch room not yet handed out.
+    extra: Vec<u32>,
     busy: Vec<Vec<bool>>,
     policy: &'p mut dyn Policy,
     now_ms: u64,
@@ -31,10 +38,12 @@ pub struct Round<'p> {
 impl<'p> Round<'p> {
     pub fn new(agents: Vec<AgentView>, policy: &'p mut dyn Policy, now_ms: u64) -> Round<'p> {
         let free = agents.iter().map(AgentView::free_slots).collect();
+        let extra = agents.iter().map(AgentView::free_prefetch).collect();
         let busy = agents.iter().map(AgentView::gpu_busy).collect();
         Round {
             agents,
             free,
+            extra,
             busy,
             policy,
             now_ms,
@@ -46,21 +55,36 @@ impl<'p> Round<'p> {
         self.free.iter().map(|&f| u64::from(f)).sum()
     }
 
-    /// Places `job` (of model family `family`) and takes the slot and GPUs
-    /// it gets; `None` when no candidate can take it now.
+    /// Free slots and prefetch room left across all candidates.
+    pub fn capacity_total(&self) -> u64 {
+        self.free_total() + self.extra.iter().map(|&f| u64::from(f)).sum::<u64>()
+    }
+
+    /// Places `job` (of model family `family`) in a free slot, else in
+    /// prefetch room, and takes what it gets; `None` when no candidate can
+    /// take it now.
     pub fn place(&mut self, job: &QueuedJob, family: Option<&str>) -> Option<Placement> {
-        let mut options: Vec<(usize, Vec<u32>)> = self
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.free[*i] > 0)
-            .filter_map(|(i, a)| {
-                a.capabilities
-                    .allocate(&job.kind, &job.requires, &self.busy[i])
-                    .ok()
-                    .map(|gpus| (i, gpus))
-            })
-            .collect();
+        self.place_in(job, family, true)
+    }
+
+    /// Places `job` in a free slot only (for work moved off a backed-up
+    /// agent: it must start at once where it goes).
+    pub fn place_in_slot(&mut self, job: &QueuedJob, family: Option<&str>) -> Option<Placement> {
+        self.place_in(job, family, false)
+    }
+
+    fn place_in(
+        &mut self,
+        job: &QueuedJob,
+        family: Option<&str>,
+        allow_prefetch: bool,
+    ) -> Option<Placement> {
+        let mut prefetching = false;
+        let mut options = self.candidates(job, &self.free);
+        if options.is_empty() && allow_prefetch {
+            prefetching = true;
+            options = self.candidates(job, &self.extra);
+        }
         if let Some(last) = &job.last_agent {
             if options.iter().any(|(i, _)| self.agents[*i].id != *last) {
                 options.retain(|(i, _)| self.agents[*i].id != *last);
@@ -86,7 +110,11 @@ impl<'p> Round<'p> {
             .choose(&context, &feasible)
             .min(options.len() - 1);
         let (i, gpus) = options.swap_remove(pick);
-        self.free[i] -= 1;
+        if prefetching {
+            self.extra[i] -= 1;
+        } else {
+            self.free[i] -= 1;
+        }
         for g in &gpus {
             if let Some(slot) = self.agents[i]
                 .capabilities
@@ -106,6 +134,22 @@ impl<'p> Round<'p> {
             agent: self.agents[i].id.clone(),
             gpus,
         })
+    }
+
+    /// Agents with `room` left that can run `job` now, with the GPUs it
+    /// would get there.
+    fn candidates(&self, job: &QueuedJob, room: &[u32]) -> Vec<(usize, Vec<u32>)> {
+        self.agents
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| room[*i] > 0)
+            .filter_map(|(i, a)| {
+                a.capabilities
+                    .allocate(&job.kind, &job.requires, &self.busy[i])
+                    .ok()
+                    .map(|gpus| (i, gpus))
+            })
+            .collect()
     }
 }
 
@@ -236,6 +280,40 @@ mod tests {
             0,
         );
         assert_eq!(fresh.place(&job("sleep", big), None), None);
+    }
+
+    #[test]
+    fn prefetch_room_is_used_only_when_no_slot_is_free() {
+        let mut prefetcher = agent("a", 1, 0, &["sleep"], &[]);
+        prefetcher.prefetch = 2;
+        let plain = agent("b", 1, 0, &["sleep"], &[]);
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(vec![prefetcher, plain], &mut policy, 0);
+        assert_eq!(round.capacity_total(), 4);
+        let picks: Vec<String> = (0..5)
+            .filter_map(|_| round.place(&job("sleep", Requirements::default()), None))
+            .map(|p| p.agent)
+            .collect();
+        // Both slots first (one each), then a's prefetch room, then none.
+        assert_eq!(picks.len(), 4);
+        assert_eq!(picks[..2].iter().filter(|p| *p == "b").count(), 1);
+        assert_eq!(&picks[2..], ["a", "a"]);
+        assert_eq!(round.capacity_total(), 0);
+    }
+
+    #[test]
+    fn moved_work_goes_only_to_a_free_slot() {
+        let mut prefetcher = agent("a", 1, 1, &["sleep"], &[]);
+        prefetcher.prefetch = 2;
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(vec![prefetcher], &mut policy, 0);
+        assert_eq!(
+            round.place_in_slot(&job("sleep", Requirements::default()), None),
+            None
+        );
+        assert!(round
+            .place(&job("sleep", Requirements::default()), None)
+            .is_some());
     }
 
     #[test]

@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fleet_protocol::capabilities::unschedulable_reason;
-use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch};
+use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch, ControlMessage};
 use tokio::sync::Notify;
 
 use crate::analysis::FamilyTable;
 use crate::directory::Directory;
 use crate::placement::{Placement, Round};
 use crate::policy::Policy;
-use crate::store::{Assigned, QueuedJob, Store, StoreError};
+use crate::store::{Assigned, Move, QueuedJob, Store, StoreError};
 use crate::Config;
 
 /// Jobs read per page of the queue, as a multiple of free slots.
@@ -119,7 +119,7 @@ async fn round(
         let page = store.peek(window, offset).await?;
         let read = page.len();
         for job in page {
-            if round.free_total() == 0 {
+            if round.capacity_total() == 0 {
                 break;
             }
             let family = families.job_family(&job);
@@ -144,6 +144,11 @@ async fn round(
         store.park(&park, now).await?;
     }
     if plan.is_empty() {
+        // Nothing queued that the free agents can run: let them take what
+        // backed-up agents hold but have not started.
+        if offset == 0 && round.free_total() > 0 {
+            return steal(nats, store, directory, &mut round, families, config, now).await;
+        }
         return Ok(0);
     }
 
@@ -176,6 +181,14 @@ async fn round(
             }
         }
     }
+    publish_assignments(nats, batches).await
+}
+
+/// Sends each agent its assignments in one message; returns how many.
+async fn publish_assignments(
+    nats: &async_nats::Client,
+    batches: HashMap<&str, Vec<Assignment>>,
+) -> anyhow::Result<usize> {
     let mut assigned = 0;
     for (agent, assignments) in batches {
         assigned += assignments.len();
@@ -187,4 +200,82 @@ async fn round(
         }
     }
     Ok(assigned)
+}
+
+/// Work stealing: moves not-yet-started jobs from agents holding more than
+/// their slots to agents with free slots. Each lease moves with a new
+/// fencing token; the old holder is told to drop its copy.
+async fn steal(
+    nats: &async_nats::Client,
+    store: &Store,
+    directory: &Directory,
+    round: &mut Round<'_>,
+    families: &FamilyTable,
+    config: &Config,
+    now: u64,
+) -> anyhow::Result<usize> {
+    let mut plan: Vec<(QueuedJob, u32, String, Placement, Option<String>)> = Vec::new();
+    for (victim, surplus) in directory.backed_up(now) {
+        let wanted = (round.free_total() as u32).min(surplus);
+        if wanted == 0 {
+            break;
+        }
+        for (job, attempt) in store.stealable(&victim, wanted as usize).await? {
+            let family = families.job_family(&job);
+            if let Some(placement) = round.place_in_slot(&job, family.as_deref()) {
+                plan.push((job, attempt, victim.clone(), placement, family));
+            }
+        }
+    }
+    if plan.is_empty() {
+        return Ok(0);
+    }
+    let moves: Vec<Move> = plan
+        .iter()
+        .map(|(job, attempt, from, p, _)| Move {
+            job: &job.id,
+            from,
+            attempt: *attempt,
+            to: &p.agent,
+            gpus: &p.gpus,
+        })
+        .collect();
+    let deadline = now + config.accept_timeout.as_millis() as u64;
+    let outcomes = store.steal(&moves, now, deadline).await?;
+    let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
+    for ((job, old_attempt, from, placement, family), outcome) in plan.iter().zip(outcomes) {
+        let Assigned::Leased(attempt) = outcome else {
+            continue;
+        };
+        tracing::info!(job_id = %job.id, from = %from, to = %placement.agent, attempt, "not-started job moved to an idle agent");
+        directory.moved_away(from, &job.id);
+        directory.leased(
+            &placement.agent,
+            &job.id,
+            &placement.gpus,
+            family.as_deref(),
+            now,
+        );
+        let drop_it = ControlMessage::Cancel {
+            job_id: job.id.clone(),
+            attempt: *old_attempt,
+        };
+        if let Ok(body) = serde_json::to_vec(&drop_it) {
+            if let Err(e) = nats.publish(subjects::control(from), body.into()).await {
+                tracing::warn!(agent_id = %from, error = %e, "cannot tell the agent to drop a moved job");
+            }
+        }
+        batches
+            .entry(placement.agent.as_str())
+            .or_default()
+            .push(Assignment {
+                job_id: job.id.clone(),
+                attempt,
+                kind: job.kind.clone(),
+                args: serde_json::from_str(&job.args).unwrap_or_default(),
+                timeout_ms: job.timeout_ms,
+                gpus: placement.gpus.clone(),
+            });
+    }
+    publish_assignments(nats, batches).await
 }

@@ -20,6 +20,8 @@ pub struct Scripts {
     pub park: Script,
     pub unpark: Script,
     pub drain: Script,
+    pub stealable: Script,
+    pub steal: Script,
 }
 
 impl Scripts {
@@ -52,6 +54,14 @@ impl Scripts {
             drain: Script::new(concat!(
                 include_str!("lua/lib.lua"),
                 include_str!("lua/drain.lua")
+            )),
+            stealable: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/stealable.lua")
+            )),
+            steal: Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/steal.lua")
             )),
             enqueue: Script::new(concat!(
                 include_str!("lua/lib.lua"),

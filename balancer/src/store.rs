@@ -73,6 +73,16 @@ pub enum Assigned {
     Refused(String),
 }
 
+/// One lease move for [`Store::steal`].
+#[derive(Debug, Clone)]
+pub struct Move<'a> {
+    pub job: &'a str,
+    pub from: &'a str,
+    pub attempt: u32,
+    pub to: &'a str,
+    pub gpus: &'a [u32],
+}
+
 /// Fleet-wide totals read from Redis.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -422,13 +432,15 @@ impl Store {
         batch: &EventArgs,
         now_ms: u64,
         job_timeout_buffer: f64,
+        heartbeat_timeout: Duration,
     ) -> StoreResult<Vec<Vec<String>>> {
         let mut call = self.scripts.events.prepare_invoke();
         call.key(self.keys.stats())
             .arg(self.keys.prefix())
             .arg(&*self.token)
             .arg(now_ms)
-            .arg(job_timeout_buffer);
+            .arg(job_timeout_buffer)
+            .arg(heartbeat_timeout.as_millis() as u64);
         for field in &batch.fields {
             call.arg(field);
         }
@@ -487,6 +499,7 @@ impl Store {
                     .unwrap_or_default();
                 let mut view =
                     AgentView::new(id, num("slots") as u32, capabilities, num("last_seen"));
+                view.prefetch = num("prefetch") as u32;
                 view.leases = leases;
                 view.succeeded = num("succeeded");
                 view.failed = num("failed");
@@ -545,6 +558,78 @@ impl Store {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)
+    }
+
+    /// Up to `limit` of `agent`'s leased jobs it has not started, newest
+    /// lease first, with their attempt numbers.
+    pub async fn stealable(&self, agent: &str, limit: usize) -> StoreResult<Vec<(QueuedJob, u32)>> {
+        let reply: Vec<String> = self
+            .scripts
+            .stealable
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(agent)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if !reply.len().is_multiple_of(7) {
+            return Err(reply_error("stealable", "7 fields per job expected"));
+        }
+        Ok(reply
+            .chunks_exact(7)
+            .map(|f| {
+                (
+                    QueuedJob {
+                        id: f[0].clone(),
+                        kind: f[1].clone(),
+                        args: f[2].clone(),
+                        rank: f[3].parse().unwrap_or(1),
+                        timeout_ms: f[4].parse().unwrap_or(0),
+                        requires: serde_json::from_str(&f[5]).unwrap_or_default(),
+                        last_agent: Some(agent.to_string()),
+                    },
+                    f[6].parse().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Moves not-started leases; one outcome per move (the new attempt,
+    /// or why not).
+    pub async fn steal(
+        &self,
+        moves: &[Move<'_>],
+        now_ms: u64,
+        lease_deadline_ms: u64,
+    ) -> StoreResult<Vec<Assigned>> {
+        let mut call = self.scripts.steal.prepare_invoke();
+        call.key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token)
+            .arg(now_ms)
+            .arg(lease_deadline_ms);
+        for m in moves {
+            let gpus: Vec<String> = m.gpus.iter().map(u32::to_string).collect();
+            call.arg(m.job)
+                .arg(m.from)
+                .arg(m.attempt)
+                .arg(m.to)
+                .arg(gpus.join(","));
+        }
+        let reply: Vec<String> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)?;
+        if reply.len() != moves.len() {
+            return Err(reply_error("steal", "one outcome per move expected"));
+        }
+        Ok(reply
+            .into_iter()
+            .map(|s| match s.parse() {
+                Ok(attempt) => Assigned::Leased(attempt),
+                Err(_) => Assigned::Refused(s),
+            })
+            .collect())
     }
 
     /// Drains (or undrains) an agent; false if no such agent.

@@ -19,6 +19,10 @@ pub struct Register {
     pub incarnation: String,
     /// How many jobs it runs at once.
     pub slots: u32,
+    /// How many more it will hold, not yet started, to hide dispatch
+    /// latency (the balancer leases up to slots + prefetch).
+    #[serde(default)]
+    pub prefetch: u32,
     pub capabilities: Capabilities,
 }
 
@@ -36,6 +40,10 @@ pub struct Heartbeat {
     pub incarnation: String,
     /// Every job occupying one of the agent's slots right now.
     pub running: Vec<RunningJob>,
+    /// Prefetched jobs held, not yet started. Listing them renews their
+    /// leases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<RunningJob>,
     /// Jobs that ended whose terminal event is still being sent: the agent
     /// holds them, but they no longer take a slot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

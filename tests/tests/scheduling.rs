@@ -330,3 +330,61 @@ async fn backpressure_holds_submissions_in_jetstream_and_drops_nothing() -> anyh
     assert!(results.iter().all(|r| r.state == JobState::Succeeded));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_work_is_stolen_by_an_idle_agent_and_runs_once() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.start_agent_with("slow", 1, &["--prefetch", "4"])?;
+    wait_until(Duration::from_secs(20), "the slow agent", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 1)
+    })
+    .await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+
+    // One long job takes the slot; four short ones wait in its prefetch.
+    let long = client
+        .submit(JobSpec::new("sleep", json!({"ms": 3000})))
+        .await?;
+    let short = client
+        .submit_many(vec![JobSpec::new("sleep", json!({"ms": 10})); 4])
+        .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "5 leases on the slow agent",
+        || async {
+            let stats = fleet.stats().await?;
+            Ok(stats["agents"][0]["current_jobs"] == 5)
+        },
+    )
+    .await?;
+    assert_eq!(spy.started().len(), 1, "only the slot's job started");
+
+    // An idle agent joins: it takes the four waiting jobs.
+    fleet.start_agent("idle", 4)?;
+    let results = client
+        .wait_many(&short, Duration::from_secs(20), |_| {})
+        .await?;
+    for r in &results {
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+        assert_eq!(r.agent_id.as_deref(), Some("idle"), "{r:?}");
+        let outcomes: Vec<&str> = r.attempts.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["moved", "succeeded"], "{r:?}");
+    }
+    let r = client.wait(&long, Duration::from_secs(20)).await?;
+    assert_eq!(r.agent_id.as_deref(), Some("slow"));
+
+    // No job ran twice: one start each, all on the agent that finished it.
+    let started = spy.started();
+    for id in short.iter().chain([&long]) {
+        let runs: Vec<&str> = started
+            .iter()
+            .filter(|s| &s.job_id == id)
+            .map(|s| s.agent_id.as_str())
+            .collect();
+        assert_eq!(runs.len(), 1, "{id} started {runs:?}");
+    }
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "{audit}");
+    Ok(())
+}

@@ -1,15 +1,17 @@
 -- events.lua: applies a batch of agent events in stream order, one handler
 -- per event type (the files concatenated before this one).
 --
--- ARGV: prefix, leader token, now_ms, job_timeout_buffer, then per event:
+-- ARGV: prefix, leader token, now_ms, job_timeout_buffer,
+--   heartbeat_timeout_ms, then per event:
 --   type, field_count, fields...
 -- Returns one reply table per event, in order.
 
 require_leader()
 local now = tonumber(ARGV[3])
 local buffer = tonumber(ARGV[4])
+local heartbeat_timeout = tonumber(ARGV[5])
 local out = {}
-local i = 5
+local i = 6
 while i <= #ARGV do
   local kind, n, a = ARGV[i], tonumber(ARGV[i + 1]), i + 2
   local r
@@ -22,9 +24,9 @@ while i <= #ARGV do
     r = on_failed(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3],
       tonumber(ARGV[a + 4]), now)
   elseif kind == 'register' then
-    r = on_register(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], now)
+    r = on_register(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now)
   elseif kind == 'heartbeat' then
-    r = on_heartbeat(ARGV[a], ARGV[a + 1], a + 2, a + n - 1, now)
+    r = on_heartbeat(ARGV[a], ARGV[a + 1], a + 2, a + n - 1, now, heartbeat_timeout)
   else
     r = {'unknown_event'}
   end

@@ -8,14 +8,17 @@
 -- order it sent them, so that heartbeat's list was taken after the start,
 -- and a job missing from a later list was dropped by the agent.
 --
+-- A listed job still 'assigned' (prefetched, waiting for a slot) has its
+-- lease renewed for another heartbeat timeout.
+--
 -- Fields: agent, incarnation, then job_id, attempt pairs (from ARGV[first]
--- to ARGV[last]).
+-- to ARGV[last]): running, waiting and finishing jobs alike.
 -- Returns {'ok', then job_id, outcome, history per failed lease},
 -- {'unknown_agent'} (it must register), {'stale_incarnation'} (from a
 -- replaced process) or {'dead_agent'} (declared dead; it must register
 -- again as a new incarnation).
 
-local function on_heartbeat(agent, incarnation, first, last, now)
+local function on_heartbeat(agent, incarnation, first, last, now, heartbeat_timeout)
   local key = k_agent(agent)
   local a = redis.call('HMGET', key, 'incarnation', 'state', 'beats')
   if not a[1] then
@@ -40,7 +43,11 @@ local function on_heartbeat(agent, incarnation, first, last, now)
   for _, id in ipairs(redis.call('SMEMBERS', k_agent_jobs(agent))) do
     local j = redis.call('HMGET', k_job(id), 'state', 'attempt', 'started_beat')
     local attempt = tonumber(j[2])
-    if j[1] == 'running' and listed[id] ~= attempt
+    if j[1] == 'assigned' and listed[id] == attempt then
+      -- Held but not started (prefetched): the agent vouches for it, so
+      -- its lease lasts as long as the agent keeps heartbeating.
+      redis.call('ZADD', K_LEASES, string.format('%d', now + heartbeat_timeout), id)
+    elseif j[1] == 'running' and listed[id] ~= attempt
         and (tonumber(j[3]) or 0) < beats then
       local r = fail_attempt(id, agent, attempt,
         'agent ' .. agent .. ' no longer runs this job', 0, now)

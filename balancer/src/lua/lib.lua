@@ -99,6 +99,39 @@ local function release_lease(id, agent)
   redis.call('HSET', k_job(id), 'gpus', '')
 end
 
+-- Why `agent` cannot take one more lease using GPUs `devices` now, or
+-- nil if it can: it must be alive, not draining, below slots + prefetch
+-- (invariant 3), and each device must be free.
+local function lease_refusal(agent, devices)
+  local a = redis.call('HMGET', k_agent(agent), 'state', 'slots', 'draining', 'prefetch')
+  if a[1] ~= 'alive' or a[3] == '1' then
+    return 'agent_unavailable'
+  end
+  local capacity = tonumber(a[2]) + (tonumber(a[4]) or 0)
+  if redis.call('SCARD', k_agent_jobs(agent)) >= capacity then
+    return 'agent_full'
+  end
+  for _, index in ipairs(devices) do
+    if redis.call('HEXISTS', k_agent_gpus(agent), index) == 1 then
+      return 'gpu_busy'
+    end
+  end
+  return nil
+end
+
+-- Leases a queued (or just released) job to `agent` as `attempt`, holding
+-- `devices`, until `deadline`.
+local function lease_to(id, agent, attempt, gpus, devices, now, deadline)
+  redis.call('HSET', k_job(id), 'state', 'assigned', 'attempt', attempt,
+    'agent', agent, 'assigned_at', now, 'gpus', gpus,
+    'unschedulable_reason', '', 'unschedulable_since', '')
+  for _, index in ipairs(devices) do
+    redis.call('HSET', k_agent_gpus(agent), index, id)
+  end
+  redis.call('SADD', k_agent_jobs(agent), id)
+  redis.call('ZADD', K_LEASES, deadline, id)
+end
+
 -- Ends a job as dead: terminal, listed among the dead letters.
 local function bury(id, err, now)
   redis.call('HSET', k_job(id), 'state', 'dead', 'error', err, 'finished_at', now)

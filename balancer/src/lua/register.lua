@@ -4,11 +4,11 @@
 -- Returns {'ok', leases_held_after, then for each job that this
 -- dead-lettered: job_id, history}.
 
-local function on_register(agent, incarnation, slots, caps, now)
+local function on_register(agent, incarnation, slots, prefetch, caps, now)
   local key = k_agent(agent)
   local previous = redis.call('HGET', key, 'incarnation')
   redis.call('HSET', key, 'id', agent, 'incarnation', incarnation,
-    'slots', slots, 'caps', caps, 'state', 'alive',
+    'slots', slots, 'prefetch', prefetch, 'caps', caps, 'state', 'alive',
     'registered_at', now, 'last_seen', now, 'beats', 0)
   redis.call('SADD', K_AGENTS, agent)
   redis.call('ZADD', K_SEEN, now, agent)
