@@ -41,6 +41,14 @@ pub struct Config {
     #[arg(long, env = "FLEET_SIMULATE_GPUS", value_parser = SimulatedGpus::parse)]
     pub simulate_gpus: Option<SimulatedGpus>,
 
+    /// Run N simulated agents in this process (ids `<id>-0` … `<id>-(N-1)`),
+    /// each a full NATS participant, whose jobs only take time.
+    #[arg(long, env = "FLEET_SIMULATE", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub simulate: Option<u32>,
+
+    #[command(flatten)]
+    pub sim: crate::simulate::SimArgs,
+
     /// Fault injection for tests: never time jobs out here, leaving it to
     /// the balancer's lease (as if the agent hung).
     #[arg(long, hide = true)]

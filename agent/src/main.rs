@@ -3,7 +3,8 @@
 //! The agent detects what it has ([`capabilities`]), registers, then serves
 //! its own assignment subject ([`runner`]), heartbeating on the side
 //! ([`heartbeat`]). Every report goes through JetStream ([`reporter`]), so
-//! it waits for a balancer that is down. `fleet-agent selftest` checks the
+//! it waits for a balancer that is down. `--simulate N` runs N simulated
+//! agents in one process for load tests ([`simulate`]). `fleet-agent selftest` checks the
 //! local GPUs against a CPU reference ([`selftest`]).
 
 mod capabilities;
@@ -13,6 +14,7 @@ mod heartbeat;
 mod reporter;
 mod runner;
 mod selftest;
+mod simulate;
 mod workloads;
 
 use std::sync::Arc;
@@ -38,42 +40,79 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let agent_id = config.agent_id()?;
     let simulated = config.simulate_gpus.clone().map(|s| s.0);
     let capabilities = capabilities::detect(&config.tags, simulated);
-    tracing::info!(
-        agent_id = %agent_id,
-        slots = config.slots,
-        gpus = capabilities.gpus.len(),
-        kinds = ?capabilities.kinds,
-        "starting agent"
-    );
     let nats = async_nats::ConnectOptions::new()
         .name(format!("fleet-agent {agent_id}"))
         .retry_on_initial_connect()
         .connect(&config.nats_url)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
-    let reporter = reporter::Reporter::new(nats.clone(), agent_id.clone()).await?;
-    let register = Register {
-        agent_id: agent_id.clone(),
-        incarnation: ulid::Ulid::new().to_string(),
-        slots: config.slots,
-        prefetch: config.prefetch,
-        capabilities,
+    let js = reporter::events_context(nats.clone()).await;
+
+    // One agent, or N simulated ones sharing this process and connection.
+    let agents: Vec<(String, workloads::Workloads)> = match config.simulate {
+        None => vec![(
+            agent_id.clone(),
+            workloads::Workloads::detect(!config.fault_no_timeouts),
+        )],
+        Some(n) => (0..n)
+            .map(|k| {
+                let sim = simulate::Simulation::for_agent(&config.sim, k);
+                (
+                    format!("{agent_id}-{k}"),
+                    workloads::Workloads::simulated(sim),
+                )
+            })
+            .collect(),
     };
+    tracing::info!(
+        agents = agents.len(),
+        slots = config.slots,
+        prefetch = config.prefetch,
+        gpus = capabilities.gpus.len(),
+        kinds = ?capabilities.kinds,
+        "starting"
+    );
+    let mut running = tokio::task::JoinSet::new();
+    for (id, workloads) in agents {
+        let register = Register {
+            agent_id: id,
+            incarnation: ulid::Ulid::new().to_string(),
+            slots: config.slots,
+            prefetch: config.prefetch,
+            capabilities: capabilities.clone(),
+        };
+        running.spawn(serve(
+            nats.clone(),
+            js.clone(),
+            register,
+            workloads,
+            config.heartbeat_interval,
+        ));
+    }
+    while let Some(ended) = running.join_next().await {
+        ended??;
+    }
+    Ok(())
+}
+
+/// Runs one agent: subscribes, registers, heartbeats, and serves its
+/// assignments until the connection ends.
+async fn serve(
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    register: Register,
+    workloads: workloads::Workloads,
+    heartbeat_interval: std::time::Duration,
+) -> anyhow::Result<()> {
+    let agent_id = register.agent_id.clone();
+    let reporter = reporter::Reporter::new(js, agent_id.clone());
     // Subscribe before registering: the first assignment may follow the
     // registration at once.
     let assignments = nats.subscribe(subjects::assign(&agent_id)).await?;
     let control = nats.subscribe(subjects::control(&agent_id)).await?;
-    let runner = Arc::new(runner::Runner::new(
-        register,
-        reporter.clone(),
-        workloads::Workloads::detect(!config.fault_no_timeouts),
-    ));
+    let runner = Arc::new(runner::Runner::new(register, reporter.clone(), workloads));
     runner.register().await;
-    tokio::spawn(heartbeat::run(
-        runner.clone(),
-        reporter.clone(),
-        config.heartbeat_interval,
-    ));
+    tokio::spawn(heartbeat::run(runner.clone(), reporter, heartbeat_interval));
     tokio::spawn(runner.clone().serve_control(control));
     runner.serve_assignments(assignments).await;
     Ok(())

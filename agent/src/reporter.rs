@@ -16,24 +16,29 @@ pub struct Reporter {
     agent_id: String,
 }
 
-impl Reporter {
-    pub async fn new(nats: async_nats::Client, agent_id: String) -> anyhow::Result<Reporter> {
-        let js = jetstream::ContextBuilder::new()
-            .max_ack_inflight(10_000)
-            .backpressure_on_inflight(true)
-            .build(nats);
-        // An agent may start before the balancer: make sure its events
-        // have a stream to land in.
-        loop {
-            match streams::ensure(&js, &[streams::EVENTS]).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open the events stream yet; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+/// The JetStream context agents publish through, once the events stream
+/// exists: an agent may start before the balancer, so it makes sure its
+/// events have a stream to land in. One context serves many simulated
+/// agents.
+pub async fn events_context(nats: async_nats::Client) -> jetstream::Context {
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(20_000)
+        .backpressure_on_inflight(true)
+        .build(nats);
+    loop {
+        match streams::ensure(&js, &[streams::EVENTS]).await {
+            Ok(()) => return js,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the events stream yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        Ok(Reporter { js, agent_id })
+    }
+}
+
+impl Reporter {
+    pub fn new(js: jetstream::Context, agent_id: String) -> Reporter {
+        Reporter { js, agent_id }
     }
 
     /// Starts publishing `event`; the returned future resolves to its ack.

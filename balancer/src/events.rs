@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use fleet_protocol::event::BadEvent;
 use fleet_protocol::{
-    streams, subjects, time::now_ms, AgentEvent, ControlMessage, JobResult, JobState,
+    streams, subjects, time::now_ms, AgentEvent, ControlMessage, JobResult, JobState, Timing,
 };
 use tokio::sync::Notify;
 
@@ -223,6 +223,7 @@ impl Events {
                             agent_id: None,
                             attempts: results::history(Some(&pair[1])),
                             finished_at_ms: now,
+                            timing: None,
                         }
                     })
                     .collect();
@@ -275,6 +276,16 @@ impl Events {
                     tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
                     self.directory.released(agent, &e.job_id, true);
                 }
+                let at = |i: usize| reply.get(i).and_then(|v| v.parse::<u64>().ok());
+                let timing = match (at(2), at(3), at(4)) {
+                    (Some(submitted_at_ms), Some(assigned_at_ms), started) => Some(Timing {
+                        submitted_at_ms,
+                        assigned_at_ms,
+                        // A completion may beat its own started event.
+                        started_at_ms: started.unwrap_or(assigned_at_ms),
+                    }),
+                    _ => None,
+                };
                 let result = JobResult {
                     job_id: e.job_id.clone(),
                     state: JobState::Succeeded,
@@ -283,6 +294,7 @@ impl Events {
                     agent_id: Some(agent.to_string()),
                     attempts: results::history(reply.get(1)),
                     finished_at_ms: now,
+                    timing,
                 };
                 Outcome::Publish(vec![result], accepted)
             }
@@ -305,6 +317,7 @@ impl Events {
                     agent_id: None,
                     attempts: results::history(reply.get(1)),
                     finished_at_ms: now,
+                    timing: None,
                 };
                 Outcome::Publish(vec![result], fresh)
             }

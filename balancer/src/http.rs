@@ -173,6 +173,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Respon
                 agent_id: None,
                 attempts: results::history(Some(&history)),
                 finished_at_ms: now,
+                timing: None,
             };
             results::publish_reliably(&state.js, &result).await;
             Json(json!({"job_id": id, "state": "cancelled"})).into_response()

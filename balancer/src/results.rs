@@ -77,5 +77,6 @@ pub fn dead(job_id: &str, history_json: &str, now_ms: u64) -> JobResult {
         agent_id: None,
         attempts,
         finished_at_ms: now_ms,
+        timing: None,
     }
 }

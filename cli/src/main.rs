@@ -72,6 +72,8 @@ pub enum Command {
     Audit,
     /// List agents: health, load, GPUs, draining.
     Agents,
+    /// Drive the fleet with a workload and report throughput and latency.
+    Bench(commands::bench::BenchArgs),
     /// Stop new assignments to an agent; its running jobs finish.
     Drain {
         /// The agent id.
@@ -98,6 +100,7 @@ async fn main() {
         Command::Dead { limit } => commands::dead::run(&cli, *limit).await,
         Command::Audit => commands::audit::run(&cli).await,
         Command::Agents => commands::agents::run(&cli).await,
+        Command::Bench(args) => commands::bench::run(&cli, args).await,
         Command::Drain { id } => commands::agents::drain(&cli, id, true).await,
         Command::Undrain { id } => commands::agents::drain(&cli, id, false).await,
     };

@@ -37,4 +37,4 @@ pub use ids::{is_valid_token, new_job_id, InvalidId};
 pub use job::{InvalidJob, JobSpec, Requirements, ValidJob};
 pub use keys::Keys;
 pub use priority::Priority;
-pub use result::{AttemptRecord, JobResult, JobState, Rejection};
+pub use result::{AttemptRecord, JobResult, JobState, Rejection, Timing};

@@ -76,6 +76,18 @@ pub struct JobResult {
     #[serde(default)]
     pub attempts: Vec<AttemptRecord>,
     pub finished_at_ms: u64,
+    /// When the balancer queued the job, leased and started the accepted
+    /// attempt (its clock, ms since the epoch), for a succeeded job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// A succeeded job's milestones on the balancer's clock (ms since epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    pub submitted_at_ms: u64,
+    pub assigned_at_ms: u64,
+    pub started_at_ms: u64,
 }
 
 /// A refused submission, on `fleet.rejected`.

@@ -140,3 +140,63 @@ async fn operator_commands_work_end_to_end() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the balancer"));
     Ok(())
 }
+
+/// `fleetctl bench` in smoke mode over simulated agents: every job ends,
+/// none is lost, and the report has its figures (no speed asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_over_simulated_agents() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.start_agent_with(
+        "sim",
+        2,
+        &[
+            "--simulate",
+            "20",
+            "--sim-fail-rate",
+            "0.2",
+            "--sim-speed-spread",
+            "0.5",
+        ],
+    )?;
+    wait_until(Duration::from_secs(30), "20 simulated agents", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 20)
+    })
+    .await?;
+    let out = fleetctl(
+        &fleet,
+        &[
+            "--json",
+            "bench",
+            "--jobs",
+            "500",
+            "--args",
+            r#"{"ms":2}"#,
+            "--priority-mix",
+            "low:1,high:1",
+        ],
+    )?;
+    let report = json_of(&out)?;
+    assert_eq!(report["jobs"], 500, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    let ended = report["succeeded"].as_u64().unwrap_or(0) + report["dead"].as_u64().unwrap_or(0);
+    assert_eq!(ended, 500, "{report}");
+    assert!(report["agents_used"].as_u64() > Some(10), "{report}");
+    for key in [
+        "assign_latency_ms",
+        "start_latency_ms",
+        "e2e_latency_ms",
+        "queue_wait_ms",
+    ] {
+        for q in ["p50", "p99", "max"] {
+            assert!(report[key][q].is_number(), "{key}.{q} in {report}");
+        }
+    }
+    let stats = fleet.stats().await?;
+    assert!(
+        stats["total_failed_attempts"].as_i64() > Some(0),
+        "simulated failures happened"
+    );
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "{audit}");
+    Ok(())
+}

@@ -15,6 +15,7 @@ use fleet_protocol::Assignment;
 use serde_json::Value;
 
 use crate::gpu;
+use crate::simulate::Simulation;
 
 /// The kinds this agent offers: GPU kinds only with a usable GPU.
 pub fn offered(has_gpu: bool) -> Vec<String> {
@@ -30,6 +31,8 @@ pub struct Workloads {
     has_gpu: bool,
     /// Fault injection for tests: leave job timeouts to the balancer.
     enforce_timeouts: bool,
+    /// A simulated agent's jobs only take time.
+    simulation: Option<Simulation>,
 }
 
 impl Workloads {
@@ -37,6 +40,16 @@ impl Workloads {
         Workloads {
             has_gpu: gpu::driver_present() && gpu::nvrtc_present(),
             enforce_timeouts,
+            simulation: None,
+        }
+    }
+
+    /// Workloads of a simulated agent.
+    pub fn simulated(simulation: Simulation) -> Workloads {
+        Workloads {
+            has_gpu: false,
+            enforce_timeouts: true,
+            simulation: Some(simulation),
         }
     }
 
@@ -44,6 +57,9 @@ impl Workloads {
     pub async fn run(&self, a: &Assignment) -> Result<Value, String> {
         let limit = Duration::from_millis(a.timeout_ms.max(1));
         let work = async {
+            if let Some(sim) = &self.simulation {
+                return sim.run(a).await;
+            }
             match a.kind.as_str() {
                 "sleep" => sleep::run(&a.args).await,
                 "echo" => echo::run(&a.args),

@@ -2,8 +2,9 @@
 -- accepted only from the lease holder's current attempt, once per job
 -- (invariant 2). A repeat of the accepted completion (a redelivered event)
 -- answers 'duplicate' so the caller can re-publish the result.
--- Returns {'accepted', history}, {'duplicate', history}, {'stale'} or
--- {'unknown_job'}.
+-- Returns {'accepted', history, submitted_at, assigned_at, started_at},
+-- {'duplicate', history, submitted_at, assigned_at, started_at}, {'stale'}
+-- or {'unknown_job'}.
 
 local function on_completed(agent, id, attempt, result, duration_ms, now)
   local key = k_job(id)
@@ -24,10 +25,12 @@ local function on_completed(agent, id, attempt, result, duration_ms, now)
     redis.call('HINCRBY', k_agent(agent), 'succeeded', 1)
     record_perf(agent, id, true, duration_ms)
     stat('succeeded')
-    return {'accepted', history}
+    local t = redis.call('HMGET', key, 'submitted_at', 'assigned_at', 'started_at')
+    return {'accepted', history, t[1] or '', t[2] or '', t[3] or ''}
   end
   if job[1] == 'succeeded' and job[4] == agent .. '/' .. attempt then
-    return {'duplicate', redis.call('HGET', key, 'history')}
+    local t = redis.call('HMGET', key, 'history', 'submitted_at', 'assigned_at', 'started_at')
+    return {'duplicate', t[1], t[2] or '', t[3] or '', t[4] or ''}
   end
   stat('stale_events')
   return {'stale'}

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod bench;
 pub mod dead;
 pub mod job;
 pub mod lifecycle;

@@ -1,0 +1,383 @@
+//! `fleetctl bench`: drives a running fleet and measures it from the
+//! producer's side.
+//!
+//! It submits `--jobs` jobs (all at once, or at `--rate` per second),
+//! waits for every result, and reports throughput and latency:
+//! submit → assigned, submit → started, submit → result received
+//! (e2e), queue wait and run time, with p50/p90/p99/p99.9/max, plus
+//! makespan, jobs per agent, utilization and the spread of load across
+//! agents. Jobs still without a result at the deadline are `lost`. The
+//! balancer's timestamps are compared with this process's clock: run it
+//! on the balancer's host (or one with a synchronised clock).
+//!
+//! `--mix gpu` submits a mixed GPU workload (the policy comparison in
+//! BENCHMARKS.md): 20% need one GPU with ≥ 40 GiB for 200 ms, 30% one GPU
+//! for 100 ms, 50% no GPU for 10–100 ms, chosen by `--seed`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use fleet_protocol::{time::now_ms, Client, JobResult, JobSpec, JobState, Priority, Requirements};
+use serde_json::{json, Value};
+
+use crate::{balancer_api, Cli};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// How many jobs.
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Submissions per second, or `max` (all at once).
+    #[arg(long, default_value = "max")]
+    pub rate: String,
+    /// Workload kind (without --mix).
+    #[arg(long, default_value = "sleep")]
+    pub kind: String,
+    /// Workload arguments as JSON (without --mix).
+    #[arg(long, default_value = r#"{"ms":0}"#)]
+    pub args: String,
+    /// A preset workload instead of --kind/--args: `gpu`.
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// Priorities by weight, e.g. `low:1,normal:3,high:1` (default: normal).
+    #[arg(long)]
+    pub priority_mix: Option<String>,
+    /// Seed for --mix and --priority-mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How long to wait for the last result.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
+    let rate: Option<f64> = match a.rate.as_str() {
+        "max" => None,
+        r => Some(
+            r.parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0)
+                .context("--rate is a positive number or max")?,
+        ),
+    };
+    let mut rng = a.seed;
+    let priorities = parse_priority_mix(a.priority_mix.as_deref())?;
+    let template: Value = serde_json::from_str(&a.args).context("--args is not JSON")?;
+    let jobs: Vec<JobSpec> = (0..a.jobs)
+        .map(|_| {
+            let mut job = match a.mix.as_deref() {
+                None => Ok(JobSpec::new(a.kind.clone(), template.clone())),
+                Some("gpu") => Ok(gpu_mix(&mut rng)),
+                Some(other) => Err(anyhow::anyhow!("unknown --mix {other:?}; known: gpu")),
+            }?;
+            job.priority = pick(&priorities, &mut rng);
+            Ok(job)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let capacity = fleet_capacity(cli).await;
+
+    let client = Client::connect(&cli.nats_url).await?;
+    let started = Instant::now();
+    let first_submit_ms = now_ms();
+    let (ids, submitted_at) = submit(&client, jobs, rate).await?;
+    let submit_secs = started.elapsed().as_secs_f64();
+
+    let mut received_at: HashMap<String, u64> = HashMap::with_capacity(ids.len());
+    let results = client
+        .collect_results(&ids, a.timeout, |r| {
+            received_at.insert(r.job_id.clone(), now_ms());
+        })
+        .await?;
+    let duration_s = started.elapsed().as_secs_f64();
+
+    let report = Report::build(
+        &submitted_at,
+        &received_at,
+        &results,
+        capacity,
+        first_submit_ms,
+    );
+    let doc = json!({
+        "jobs": ids.len(),
+        "succeeded": report.count(JobState::Succeeded),
+        "dead": report.count(JobState::Dead),
+        "cancelled": report.count(JobState::Cancelled),
+        "lost": ids.len() - results.len(),
+        "submit_s": submit_secs,
+        "duration_s": duration_s,
+        "jobs_per_s": ids.len() as f64 / duration_s,
+        "assign_latency_ms": summary(report.assign.clone()),
+        "start_latency_ms": summary(report.start.clone()),
+        "e2e_latency_ms": summary(report.e2e.clone()),
+        "queue_wait_ms": summary(report.queue_wait.clone()),
+        "run_ms": summary(report.run.clone()),
+        "makespan_s": report.makespan_s,
+        "utilization": report.utilization,
+        "load_cv": report.load_cv,
+        "agents_used": report.per_agent.len(),
+        "per_agent": report.per_agent,
+    });
+    if cli.json {
+        println!("{doc}");
+    } else {
+        print_text(&doc);
+    }
+    Ok(if results.len() == ids.len() { 0 } else { 1 })
+}
+
+/// Submits the jobs, all at once or paced; returns ids and submit times.
+async fn submit(
+    client: &Client,
+    jobs: Vec<JobSpec>,
+    rate: Option<f64>,
+) -> anyhow::Result<(Vec<String>, HashMap<String, u64>)> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut at = HashMap::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter();
+    let began = Instant::now();
+    let mut sent = 0usize;
+    loop {
+        // Paced: each 10 ms tick sends what the rate owes by then.
+        let chunk: Vec<JobSpec> = match rate {
+            None => jobs.by_ref().take(5_000).collect(),
+            Some(r) => {
+                let owed = (began.elapsed().as_secs_f64() * r).ceil() as usize;
+                let n = owed.saturating_sub(sent).max(usize::from(sent == 0));
+                jobs.by_ref().take(n).collect()
+            }
+        };
+        if chunk.is_empty() {
+            if jobs.len() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        let t = now_ms();
+        sent += chunk.len();
+        for id in client.submit_many(chunk).await? {
+            at.insert(id.clone(), t);
+            ids.push(id);
+        }
+        if rate.is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Ok((ids, at))
+}
+
+/// Total slots of the healthy agents, if the balancer answers.
+async fn fleet_capacity(cli: &Cli) -> Option<u64> {
+    balancer_api::get(&cli.balancer_url, "/api/admin/load-balancer")
+        .await
+        .ok()
+        .and_then(|d| d["total_capacity"].as_u64())
+}
+
+struct Report {
+    states: Vec<JobState>,
+    assign: Vec<f64>,
+    start: Vec<f64>,
+    e2e: Vec<f64>,
+    queue_wait: Vec<f64>,
+    run: Vec<f64>,
+    makespan_s: f64,
+    utilization: Option<f64>,
+    load_cv: f64,
+    per_agent: HashMap<String, usize>,
+}
+
+impl Report {
+    fn build(
+        submitted: &HashMap<String, u64>,
+        received: &HashMap<String, u64>,
+        results: &[JobResult],
+        capacity: Option<u64>,
+        first_submit_ms: u64,
+    ) -> Report {
+        let mut r = Report {
+            states: results.iter().map(|x| x.state).collect(),
+            assign: Vec::new(),
+            start: Vec::new(),
+            e2e: Vec::new(),
+            queue_wait: Vec::new(),
+            run: Vec::new(),
+            makespan_s: 0.0,
+            utilization: None,
+            load_cv: 0.0,
+            per_agent: HashMap::new(),
+        };
+        let mut busy_ms = 0f64;
+        let mut last_finish = first_submit_ms;
+        for result in results {
+            let Some(&sub) = submitted.get(&result.job_id) else {
+                continue;
+            };
+            if let Some(&got) = received.get(&result.job_id) {
+                r.e2e.push(got.saturating_sub(sub) as f64);
+            }
+            last_finish = last_finish.max(result.finished_at_ms);
+            if let Some(agent) = &result.agent_id {
+                *r.per_agent.entry(agent.clone()).or_default() += 1;
+            }
+            if let Some(t) = result.timing {
+                r.assign.push(t.assigned_at_ms.saturating_sub(sub) as f64);
+                r.start.push(t.started_at_ms.saturating_sub(sub) as f64);
+                r.queue_wait
+                    .push(t.started_at_ms.saturating_sub(t.submitted_at_ms) as f64);
+                let ran = result.finished_at_ms.saturating_sub(t.started_at_ms) as f64;
+                r.run.push(ran);
+                busy_ms += ran;
+            }
+        }
+        let span_ms = last_finish.saturating_sub(first_submit_ms).max(1) as f64;
+        r.makespan_s = span_ms / 1000.0;
+        r.utilization = capacity
+            .filter(|c| *c > 0)
+            .map(|c| busy_ms / (span_ms * c as f64));
+        let loads: Vec<f64> = r.per_agent.values().map(|&n| n as f64).collect();
+        if !loads.is_empty() {
+            let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+            let var = loads.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / loads.len() as f64;
+            r.load_cv = if mean > 0.0 { var.sqrt() / mean } else { 0.0 };
+        }
+        r
+    }
+
+    fn count(&self, state: JobState) -> usize {
+        self.states.iter().filter(|s| **s == state).count()
+    }
+}
+
+/// p50, p90, p99, p99.9, max and mean of a sample.
+fn summary(mut values: Vec<f64>) -> Value {
+    if values.is_empty() {
+        return Value::Null;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() as f64 - 1.0) * q).round() as usize];
+    json!({
+        "p50": at(0.5),
+        "p90": at(0.9),
+        "p99": at(0.99),
+        "p999": at(0.999),
+        "max": values[values.len() - 1],
+        "mean": values.iter().sum::<f64>() / values.len() as f64,
+    })
+}
+
+fn print_text(doc: &Value) {
+    println!(
+        "{} jobs: {} succeeded, {} dead, {} lost in {:.2}s ({:.0} jobs/s; submitting took {:.2}s)",
+        doc["jobs"],
+        doc["succeeded"],
+        doc["dead"],
+        doc["lost"],
+        doc["duration_s"].as_f64().unwrap_or(0.0),
+        doc["jobs_per_s"].as_f64().unwrap_or(0.0),
+        doc["submit_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "ms", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for key in [
+        "assign_latency_ms",
+        "start_latency_ms",
+        "e2e_latency_ms",
+        "queue_wait_ms",
+        "run_ms",
+    ] {
+        let s = &doc[key];
+        if s.is_null() {
+            continue;
+        }
+        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{key:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            f("p50"),
+            f("p90"),
+            f("p99"),
+            f("p999"),
+            f("max")
+        );
+    }
+    println!(
+        "makespan {:.2}s, utilization {}, {} agents used, load CV {:.3}",
+        doc["makespan_s"].as_f64().unwrap_or(0.0),
+        doc["utilization"]
+            .as_f64()
+            .map(|u| format!("{:.1}%", u * 100.0))
+            .unwrap_or("-".into()),
+        doc["agents_used"],
+        doc["load_cv"].as_f64().unwrap_or(0.0)
+    );
+}
+
+/// A fixed pseudo-random sequence (splitmix64), so --seed repeats a run.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn gpu_mix(rng: &mut u64) -> JobSpec {
+    let roll = next(rng) % 100;
+    let (ms, requires) = if roll < 20 {
+        (
+            200,
+            Requirements {
+                gpus: Some(1),
+                gpu_mem_mb: Some(40_960),
+                ..Requirements::default()
+            },
+        )
+    } else if roll < 50 {
+        (
+            100,
+            Requirements {
+                gpus: Some(1),
+                ..Requirements::default()
+            },
+        )
+    } else {
+        (10 + next(rng) % 91, Requirements::default())
+    };
+    JobSpec {
+        requires,
+        ..JobSpec::new("sleep", json!({ "ms": ms }))
+    }
+}
+
+fn parse_priority_mix(spec: Option<&str>) -> anyhow::Result<Vec<(Priority, u64)>> {
+    let Some(spec) = spec else {
+        return Ok(Vec::new());
+    };
+    spec.split(',')
+        .map(|part| {
+            let (p, w) = part
+                .split_once(':')
+                .with_context(|| format!("{part:?} is not PRIORITY:WEIGHT"))?;
+            Ok((p.parse::<Priority>()?, w.parse::<u64>()?))
+        })
+        .collect()
+}
+
+fn pick(mix: &[(Priority, u64)], rng: &mut u64) -> Option<Priority> {
+    let total: u64 = mix.iter().map(|(_, w)| w).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut roll = next(rng) % total;
+    for (p, w) in mix {
+        if roll < *w {
+            return Some(*p);
+        }
+        roll -= w;
+    }
+    None
+}
