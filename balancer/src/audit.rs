@@ -160,13 +160,20 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
     }
     for agent in &agent_ids {
         let held: Vec<String> = conn.smembers(keys.agent_jobs(agent)).await?;
-        let slots: Option<u32> = conn.hget(keys.agent(agent), "slots").await?;
-        let slots = slots.unwrap_or(0);
+        let (slots, prefetch): (Option<u32>, Option<u32>) = redis::pipe()
+            .hget(keys.agent(agent), "slots")
+            .hget(keys.agent(agent), "prefetch")
+            .query_async(&mut conn)
+            .await?;
+        let capacity = slots.unwrap_or(0) + prefetch.unwrap_or(0);
         let who = format!("agent:{agent}");
-        if held.len() > slots as usize {
+        if held.len() > capacity as usize {
             breach(
                 &who,
-                format!("holds {} leases with {slots} slots", held.len()),
+                format!(
+                    "holds {} leases with capacity {capacity} (slots + prefetch)",
+                    held.len()
+                ),
             );
         }
         for job in &held {

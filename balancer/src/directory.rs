@@ -266,7 +266,7 @@ impl Directory {
     pub fn correct(&self, id: &str, reason: &str) {
         if let Some(a) = self.lock().get_mut(id) {
             match reason {
-                "agent_full" => a.leases = a.slots,
+                "agent_full" => a.leases = a.slots + a.prefetch,
                 "agent_unavailable" => a.alive = false,
                 _ => {}
             }

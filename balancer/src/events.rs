@@ -12,10 +12,11 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use fleet_protocol::event::BadEvent;
 use fleet_protocol::{
-    streams, subjects, time::now_ms, AgentEvent, ControlMessage, JobResult, JobState, Timing,
+    streams, time::now_ms, AgentEvent, ControlMessage, JobResult, JobState, Timing,
 };
 use tokio::sync::Notify;
 
+use crate::control;
 use crate::directory::Directory;
 use crate::durable::{self, BatchHandler};
 use crate::results;
@@ -333,17 +334,7 @@ impl Events {
         let ask = ControlMessage::Register {
             incarnation: incarnation.to_string(),
         };
-        let Ok(body) = serde_json::to_vec(&ask) else {
-            return;
-        };
-        if let Err(e) = self
-            .js
-            .client()
-            .publish(subjects::control(agent), body.into())
-            .await
-        {
-            tracing::warn!(agent_id = %agent, error = %e, "cannot ask agent to register");
-        }
+        control::send(&self.js.client(), agent, &ask).await;
     }
 }
 

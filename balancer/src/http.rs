@@ -14,14 +14,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fleet_protocol::{subjects, time::now_ms, ControlMessage, JobResult, JobState, Priority};
+use fleet_protocol::{time::now_ms, ControlMessage, JobResult, JobState, Priority};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::directory::Directory;
 use crate::store::{Cancelled, Store};
-use crate::{audit, results, stats};
+use crate::{audit, control, results, stats};
 
 /// The leader's fenced store while this balancer leads.
 #[derive(Default)]
@@ -153,16 +153,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Respon
                     job_id: id.clone(),
                     attempt: *attempt,
                 };
-                if let Ok(body) = serde_json::to_vec(&stop) {
-                    if let Err(e) = state
-                        .js
-                        .client()
-                        .publish(subjects::control(agent), body.into())
-                        .await
-                    {
-                        tracing::warn!(job_id = %id, agent_id = %agent, error = %e, "cannot tell the agent to stop");
-                    }
-                }
+                control::send(&state.js.client(), agent, &stop).await;
             }
             tracing::info!(job_id = %id, "job cancelled by operator");
             let result = JobResult {

@@ -33,6 +33,7 @@ pub struct Round<'p> {
     busy: Vec<Vec<bool>>,
     policy: &'p mut dyn Policy,
     now_ms: u64,
+    gpu_demand: bool,
 }
 
 impl<'p> Round<'p> {
@@ -47,7 +48,13 @@ impl<'p> Round<'p> {
             busy,
             policy,
             now_ms,
+            gpu_demand: false,
         }
+    }
+
+    /// Tells the policy whether jobs needing GPUs wait in the queue.
+    pub fn set_gpu_demand(&mut self, waiting: bool) {
+        self.gpu_demand = waiting;
     }
 
     /// Free slots left across all candidates.
@@ -104,6 +111,7 @@ impl<'p> Round<'p> {
             job,
             family,
             now_ms: self.now_ms,
+            gpu_demand: self.gpu_demand,
         };
         let pick = self
             .policy

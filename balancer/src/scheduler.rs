@@ -17,6 +17,7 @@ use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch, Contro
 use tokio::sync::Notify;
 
 use crate::analysis::FamilyTable;
+use crate::control;
 use crate::directory::Directory;
 use crate::placement::{Placement, Round};
 use crate::policy::Policy;
@@ -118,6 +119,10 @@ async fn round(
     loop {
         let page = store.peek(window, offset).await?;
         let read = page.len();
+        round.set_gpu_demand(
+            page.iter()
+                .any(|j| fleet_protocol::gpus_wanted(&j.kind, &j.requires) > 0),
+        );
         for job in page {
             if round.capacity_total() == 0 {
                 break;
@@ -157,7 +162,10 @@ async fn round(
         .map(|(job, p, _)| (job.id.as_str(), p.agent.as_str(), p.gpus.as_slice()))
         .collect();
     let deadline = now + config.accept_timeout.as_millis() as u64;
-    let outcomes = store.assign(&placements, now, deadline).await?;
+    let prefetch_deadline = deadline + config.heartbeat_timeout.as_millis() as u64;
+    let outcomes = store
+        .assign(&placements, now, (deadline, prefetch_deadline))
+        .await?;
 
     let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
     for ((job, placement, family), outcome) in plan.iter().zip(outcomes) {
@@ -166,14 +174,10 @@ async fn round(
             Assigned::Leased(attempt) => {
                 directory.leased(agent, &job.id, &placement.gpus, family.as_deref(), now);
                 tracing::debug!(job_id = %job.id, agent_id = %agent, attempt, gpus = ?placement.gpus, "job assigned");
-                batches.entry(agent).or_default().push(Assignment {
-                    job_id: job.id.clone(),
-                    attempt,
-                    kind: job.kind.clone(),
-                    args: serde_json::from_str(&job.args).unwrap_or_default(),
-                    timeout_ms: job.timeout_ms,
-                    gpus: placement.gpus.clone(),
-                });
+                batches
+                    .entry(agent)
+                    .or_default()
+                    .push(job.assignment(attempt, &placement.gpus));
             }
             Assigned::Refused(reason) => {
                 tracing::debug!(job_id = %job.id, agent_id = %agent, %reason, "placement refused by Redis");
@@ -260,22 +264,11 @@ async fn steal(
             job_id: job.id.clone(),
             attempt: *old_attempt,
         };
-        if let Ok(body) = serde_json::to_vec(&drop_it) {
-            if let Err(e) = nats.publish(subjects::control(from), body.into()).await {
-                tracing::warn!(agent_id = %from, error = %e, "cannot tell the agent to drop a moved job");
-            }
-        }
+        control::send(nats, from, &drop_it).await;
         batches
             .entry(placement.agent.as_str())
             .or_default()
-            .push(Assignment {
-                job_id: job.id.clone(),
-                attempt,
-                kind: job.kind.clone(),
-                args: serde_json::from_str(&job.args).unwrap_or_default(),
-                timeout_ms: job.timeout_ms,
-                gpus: placement.gpus.clone(),
-            });
+            .push(job.assignment(attempt, &placement.gpus));
     }
     publish_assignments(nats, batches).await
 }

@@ -65,6 +65,34 @@ pub struct QueuedJob {
     pub last_agent: Option<String>,
 }
 
+impl QueuedJob {
+    /// A job from the first six fields the scripts return for it: id,
+    /// kind, args, rank, timeout_ms, requires.
+    fn from_fields(f: &[String], last_agent: Option<String>) -> QueuedJob {
+        QueuedJob {
+            id: f[0].clone(),
+            kind: f[1].clone(),
+            args: f[2].clone(),
+            rank: f[3].parse().unwrap_or(1),
+            timeout_ms: f[4].parse().unwrap_or(0),
+            requires: serde_json::from_str(&f[5]).unwrap_or_default(),
+            last_agent,
+        }
+    }
+
+    /// What the agent is sent for this job's lease.
+    pub fn assignment(&self, attempt: u32, gpus: &[u32]) -> fleet_protocol::Assignment {
+        fleet_protocol::Assignment {
+            job_id: self.id.clone(),
+            attempt,
+            kind: self.kind.clone(),
+            args: serde_json::from_str(&self.args).unwrap_or_default(),
+            timeout_ms: self.timeout_ms,
+            gpus: gpus.to_vec(),
+        }
+    }
+}
+
 /// What the assign script did with one placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assigned {
@@ -381,31 +409,25 @@ impl Store {
         }
         Ok(reply
             .chunks_exact(7)
-            .map(|f| QueuedJob {
-                id: f[0].clone(),
-                kind: f[1].clone(),
-                args: f[2].clone(),
-                rank: f[3].parse().unwrap_or(1),
-                timeout_ms: f[4].parse().unwrap_or(0),
-                requires: serde_json::from_str(&f[5]).unwrap_or_default(),
-                last_agent: (!f[6].is_empty()).then(|| f[6].clone()),
-            })
+            .map(|f| QueuedJob::from_fields(f, (!f[6].is_empty()).then(|| f[6].clone())))
             .collect())
     }
 
-    /// Commits placements `(job_id, agent_id, gpus)` as leases.
+    /// Commits placements `(job_id, agent_id, gpus)` as leases; one placed
+    /// beyond its agent's slots (prefetched) gets the later deadline.
     pub async fn assign(
         &self,
         placements: &[(&str, &str, &[u32])],
         now_ms: u64,
-        lease_deadline_ms: u64,
+        (lease_deadline_ms, prefetch_deadline_ms): (u64, u64),
     ) -> StoreResult<Vec<Assigned>> {
         let mut call = self.scripts.assign.prepare_invoke();
         call.key(self.keys.stats())
             .arg(self.keys.prefix())
             .arg(&*self.token)
             .arg(now_ms)
-            .arg(lease_deadline_ms);
+            .arg(lease_deadline_ms)
+            .arg(prefetch_deadline_ms);
         for (job, agent, gpus) in placements {
             let gpus: Vec<String> = gpus.iter().map(u32::to_string).collect();
             call.arg(*job).arg(*agent).arg(gpus.join(","));
@@ -579,15 +601,7 @@ impl Store {
             .chunks_exact(7)
             .map(|f| {
                 (
-                    QueuedJob {
-                        id: f[0].clone(),
-                        kind: f[1].clone(),
-                        args: f[2].clone(),
-                        rank: f[3].parse().unwrap_or(1),
-                        timeout_ms: f[4].parse().unwrap_or(0),
-                        requires: serde_json::from_str(&f[5]).unwrap_or_default(),
-                        last_agent: Some(agent.to_string()),
-                    },
+                    QueuedJob::from_fields(f, Some(agent.to_string())),
                     f[6].parse().unwrap_or(0),
                 )
             })

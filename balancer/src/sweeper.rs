@@ -9,9 +9,10 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use fleet_protocol::{subjects, time::now_ms, ControlMessage};
+use fleet_protocol::{time::now_ms, ControlMessage};
 use tokio::sync::Notify;
 
+use crate::control;
 use crate::directory::Directory;
 use crate::results;
 use crate::store::{Expired, Store, StoreError};
@@ -122,15 +123,7 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
         } => {
             tracing::warn!(job_id = %job_id, agent_id = %agent_id, attempt, "job past its timeout; cancelling it on its agent");
             let message = ControlMessage::Cancel { job_id, attempt };
-            if let Ok(body) = serde_json::to_vec(&message) {
-                if let Err(e) = js
-                    .client()
-                    .publish(subjects::control(&agent_id), body.into())
-                    .await
-                {
-                    tracing::warn!(agent_id = %agent_id, error = %e, "cannot send cancel");
-                }
-            }
+            control::send(&js.client(), &agent_id, &message).await;
         }
     }
 }

@@ -145,6 +145,35 @@ impl Client {
         })
     }
 
+    /// Every result published from now on, as it is published (an ordered
+    /// consumer on all result subjects): for load tests that time each
+    /// job's end while they are still submitting.
+    pub async fn watch_results(
+        &self,
+    ) -> Result<impl futures::Stream<Item = JobResult> + Send + 'static, ClientError> {
+        let stream = self
+            .js
+            .get_stream(streams::RESULTS)
+            .await
+            .map_err(|e| ClientError::Results(e.to_string()))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::RESULTS_ALL.to_string(),
+                deliver_policy: consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClientError::Results(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| ClientError::Results(e.to_string()))?;
+        Ok(messages.filter_map(|m| async move {
+            m.ok()
+                .and_then(|m| serde_json::from_slice::<JobResult>(&m.payload).ok())
+        }))
+    }
+
     /// Waits up to `timeout` for the results of all `job_ids`, calling
     /// `on_result` as each arrives. Results come back in the order of
     /// `job_ids`; a missing one at the deadline is an error.

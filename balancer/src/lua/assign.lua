@@ -1,7 +1,11 @@
 -- assign.lua: commits a batch of placements as leases.
 --
--- ARGV: prefix, leader token, now_ms, lease_deadline_ms, then triples:
+-- ARGV: prefix, leader token, now_ms, lease_deadline_ms,
+--   prefetch_deadline_ms, then triples:
 --   job_id, agent_id, gpus (device indices "0,1", or '' for none)
+-- A lease that lands beyond the agent's slots (prefetched: it will wait
+-- for a slot there) gets the later deadline; the agent's heartbeats then
+-- keep renewing it while it waits.
 -- Each placement is committed only if the job is still queued and the
 -- agent can take it (lease_refusal: alive, not draining, below its slots
 -- plus prefetch, its named GPUs free).
@@ -12,8 +16,9 @@
 require_leader()
 local now = ARGV[3]
 local deadline = ARGV[4]
+local prefetch_deadline = ARGV[5]
 local out = {}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local id, agent, gpus = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local devices = split_csv(gpus)
   local state = redis.call('HGET', k_job(id), 'state')
@@ -27,8 +32,13 @@ for i = 5, #ARGV, 3 do
     out[#out + 1] = refusal
   else
     local attempt = tonumber(redis.call('HGET', k_job(id), 'attempt')) + 1
+    local slots = tonumber(redis.call('HGET', k_agent(agent), 'slots'))
+    local until_ms = deadline
+    if redis.call('SCARD', k_agent_jobs(agent)) >= slots then
+      until_ms = prefetch_deadline
+    end
     redis.call('ZREM', K_QUEUE, id)
-    lease_to(id, agent, attempt, gpus, devices, now, deadline)
+    lease_to(id, agent, attempt, gpus, devices, now, until_ms)
     stat('assigned')
     out[#out + 1] = tostring(attempt)
   end

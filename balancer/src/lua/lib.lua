@@ -123,7 +123,7 @@ end
 -- `devices`, until `deadline`.
 local function lease_to(id, agent, attempt, gpus, devices, now, deadline)
   redis.call('HSET', k_job(id), 'state', 'assigned', 'attempt', attempt,
-    'agent', agent, 'assigned_at', now, 'gpus', gpus,
+    'agent', agent, 'assigned_at', now, 'started_at', '', 'gpus', gpus,
     'unschedulable_reason', '', 'unschedulable_since', '')
   for _, index in ipairs(devices) do
     redis.call('HSET', k_agent_gpus(agent), index, id)

@@ -19,6 +19,7 @@ end
 local rank = tonumber(j[3])
 redis.call('HSET', key, 'state', 'queued', 'attempt_base', j[2],
   'rank', rank, 'agent', '', 'error', '', 'finished_at', '',
+  'unschedulable_reason', '', 'unschedulable_since', '',
   'requeued_at', ARGV[3])
 redis.call('ZREM', K_DEAD, id)
 push_queue(id, rank)

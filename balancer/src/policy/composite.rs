@@ -1,7 +1,11 @@
 //! `composite` (the default): availability × 0.5 + success rate × 0.3 +
 //! speed × 0.2 (weights configurable), plus an affinity bonus when the
 //! agent recently ran the job's model family, minus a thermal penalty for
-//! hot or saturated GPUs.
+//! hot or saturated GPUs, minus a reserve penalty for putting a job that
+//! needs no GPU on an agent with GPUs while jobs that need GPUs are
+//! waiting (that slot is better kept for them).
+
+use fleet_protocol::gpus_wanted;
 
 use super::{best_by, Feasible, JobContext, Policy};
 use crate::directory::AgentView;
@@ -16,6 +20,8 @@ pub struct Weights {
     pub affinity: f64,
     /// Subtracted at the hottest, most utilized GPU.
     pub thermal: f64,
+    /// Subtracted when a job that needs no GPU would take a GPU agent's slot.
+    pub gpu_reserve: f64,
 }
 
 impl Default for Weights {
@@ -26,6 +32,7 @@ impl Default for Weights {
             speed: 0.2,
             affinity: 0.15,
             thermal: 0.3,
+            gpu_reserve: 0.25,
         }
     }
 }
@@ -100,19 +107,23 @@ pub fn score(
     } else {
         f64::from(free_slots) / f64::from(agent.slots)
     };
-    let (success, speed, warm) = match job {
+    let (success, speed, warm, wastes_gpu) = match job {
         Some(j) => (
             success(agent, &j.job.kind),
             speed(agent, &j.job.kind, fastest_ms),
             j.family.is_some_and(|f| agent.is_warm_for(f, j.now_ms)),
+            j.gpu_demand
+                && !agent.capabilities.gpus.is_empty()
+                && gpus_wanted(&j.job.kind, &j.job.requires) == 0,
         ),
-        None => (agent.success_rate(), 1.0, false),
+        None => (agent.success_rate(), 1.0, false, false),
     };
     availability * weights.availability
         + success * weights.success
         + speed * weights.speed
         + if warm { weights.affinity } else { 0.0 }
         - heat(agent) * weights.thermal
+        - if wastes_gpu { weights.gpu_reserve } else { 0.0 }
 }
 
 pub struct Composite {
@@ -153,6 +164,7 @@ mod tests {
             job,
             family,
             now_ms: 1_000,
+            gpu_demand: true,
         }
     }
 
@@ -216,6 +228,19 @@ mod tests {
         // Without a family the emptier agent wins; with it, the warm one.
         assert_eq!(choose(&[cold.clone(), warm.clone()], None), "a-cold");
         assert_eq!(choose(&[cold, warm], Some("llama")), "b-warm");
+    }
+
+    #[test]
+    fn cpu_jobs_keep_off_gpu_agents_while_a_cpu_agent_can_take_them() {
+        let mut gpu_box = agent("a-gpu", 4, 0);
+        gpu_box.capabilities.gpus.push(fleet_protocol::GpuInfo {
+            index: 0,
+            name: "H100".into(),
+            memory_mb: 81_920,
+            compute_capability: "9.0".into(),
+        });
+        let cpu_box = agent("b-cpu", 4, 1);
+        assert_eq!(choose(&[gpu_box, cpu_box], None), "b-cpu");
     }
 
     #[test]

@@ -55,6 +55,7 @@ mod tests {
             job: &j,
             family: None,
             now_ms: 0,
+            gpu_demand: false,
         };
         let measured = [slow.clone(), quick.clone()];
         let feasible: Vec<Feasible> = measured

@@ -37,6 +37,7 @@ mod tests {
             job: &j,
             family: None,
             now_ms: 0,
+            gpu_demand: false,
         };
         assert_eq!(
             feasible[LeastLoaded.choose(&ctx, &feasible)].agent.id,

@@ -33,6 +33,8 @@ pub struct JobContext<'a> {
     /// The job's model family, for affinity.
     pub family: Option<&'a str>,
     pub now_ms: u64,
+    /// Whether jobs that need GPUs are waiting in the queue this round.
+    pub gpu_demand: bool,
 }
 
 /// A placement policy.

@@ -49,6 +49,7 @@ mod tests {
             job: &j,
             family: None,
             now_ms: 0,
+            gpu_demand: false,
         };
         let mut rr = RoundRobin::default();
         let picks: Vec<&str> = (0..4)

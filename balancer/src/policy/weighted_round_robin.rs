@@ -55,6 +55,7 @@ mod tests {
             job: &j,
             family: None,
             now_ms: 0,
+            gpu_demand: false,
         };
         let mut wrr = WeightedRoundRobin::default();
         let big = (0..80)

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use fleet_protocol::{time::now_ms, Client, JobResult, JobSpec, JobState, Priority, Requirements};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::{balancer_api, Cli};
@@ -79,6 +80,23 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
     let capacity = fleet_capacity(cli).await;
 
     let client = Client::connect(&cli.nats_url).await?;
+    // Time each result as it is published, while submissions continue.
+    let watch = client.watch_results().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut watch = std::pin::pin!(watch);
+        let mut stopped = std::pin::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return seen,
+                next = watch.next() => match next {
+                    Some(r) => { seen.entry(r.job_id).or_insert_with(now_ms); }
+                    None => return seen,
+                },
+            }
+        }
+    });
     let started = Instant::now();
     let first_submit_ms = now_ms();
     let (ids, submitted_at) = submit(&client, jobs, rate).await?;
@@ -91,6 +109,13 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
         })
         .await?;
     let duration_s = started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    for (id, at) in watcher.await.unwrap_or_default() {
+        received_at
+            .entry(id)
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+    }
 
     let report = Report::build(
         &submitted_at,

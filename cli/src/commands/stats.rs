@@ -55,7 +55,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
                 a["load_percent"].as_f64().unwrap_or(0.0),
                 a["success_rate"].as_f64().unwrap_or(0.0),
                 a["score"].as_f64().unwrap_or(0.0),
-                a["gpus"],
+                a["gpus"].as_array().map(Vec::len).unwrap_or(0),
                 a["kinds"]
                     .as_array()
                     .map(|k| k
