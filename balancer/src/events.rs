@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::control;
 use crate::directory::Directory;
 use crate::durable::{self, BatchHandler};
+use crate::rate::Rate;
 use crate::results;
 use crate::store::{EventArgs, Store};
 use crate::watch::Watch;
@@ -33,6 +34,7 @@ pub async fn run(
     directory: Arc<Directory>,
     wake: Arc<Notify>,
     watch: Arc<Watch>,
+    finished: Arc<Rate>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
     let handler = Events {
@@ -41,6 +43,7 @@ pub async fn run(
         directory,
         wake,
         watch,
+        finished,
         config,
     };
     durable::consume(js, streams::EVENTS, DURABLE, handler).await
@@ -52,6 +55,8 @@ struct Events {
     directory: Arc<Directory>,
     wake: Arc<Notify>,
     watch: Arc<Watch>,
+    /// Jobs that ended, for the stats' throughput.
+    finished: Arc<Rate>,
     config: Arc<Config>,
 }
 
@@ -152,6 +157,9 @@ impl BatchHandler for Events {
                 Outcome::Freed => freed = true,
                 Outcome::Publish(ended, freed_slot) => {
                     freed |= freed_slot;
+                    if freed_slot {
+                        self.finished.add(ended.len() as u64, now);
+                    }
                     for result in ended {
                         match results::publish(&self.js, &result).await {
                             Ok(ack) => publishes.push((i, ack)),

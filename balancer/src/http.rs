@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::directory::Directory;
+use crate::rate::Rate;
 use crate::store::{Cancelled, Store};
 use crate::{audit, control, results, stats};
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     pub js: jetstream::Context,
     pub wake: Arc<Notify>,
+    /// Jobs ending per second (the leader's count).
+    pub finished: Arc<Rate>,
 }
 
 /// Serves the API on `listener` until the server fails.
@@ -90,8 +93,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn load_balancer(State(state): State<AppState>) -> Response {
-    match stats::collect(&state.store, &state.directory, now_ms()).await {
-        Ok(doc) => Json(doc).into_response(),
+    let now = now_ms();
+    match stats::collect(&state.store, &state.directory, now).await {
+        Ok(mut doc) => {
+            doc.set_throughput(state.finished.per_second(now));
+            Json(doc).into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
     }
 }
@@ -260,6 +267,7 @@ fn job_view(h: &HashMap<String, String>) -> Value {
         "args": json_field("args"),
         "requires": json_field("requires"),
         "timeout_ms": num("timeout_ms"),
+        "lease_timeout_ms": num("lease_timeout_ms"),
         "max_attempts": num("max_attempts"),
         "attempt": num("attempt"),
         "agent_id": text("agent"),

@@ -35,6 +35,7 @@ pub mod intake;
 pub mod leadership;
 pub mod placement;
 pub mod policy;
+pub mod rate;
 pub mod results;
 pub mod scheduler;
 pub mod scripts;
@@ -60,6 +61,7 @@ pub use config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let watch = Arc::new(watch::Watch::new());
+    let finished = Arc::new(rate::Rate::new(Duration::from_secs(60)));
     let watch_events = watch.clone();
     let nats = async_nats::ConnectOptions::new()
         .name("fleet-balancer")
@@ -104,6 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             directory: directory.clone(),
             js: js.clone(),
             wake: wake.clone(),
+            finished: finished.clone(),
         },
     ));
 
@@ -139,6 +142,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             directory.clone(),
             wake.clone(),
             watch.clone(),
+            finished.clone(),
             config.clone(),
         ));
         tasks.spawn(scheduler::run(

@@ -13,15 +13,58 @@
 //! a queue deeper than the free slots, never to pile work on one agent
 //! while another sits idle.
 
+use fleet_protocol::defaults;
+
 use crate::directory::AgentView;
 use crate::policy::{Feasible, JobContext, Policy};
 use crate::store::QueuedJob;
 
-/// A job placed in this round: the agent and the devices it gets.
+/// A job placed in this round: the agent, the devices it gets, and the
+/// run-time limit of this lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub agent: String,
     pub gpus: Vec<u32>,
+    pub timeout_ms: u64,
+}
+
+/// The run-time limit of a job whose producer gave none: ten times what
+/// the job's kind takes on that agent once there is history (at least
+/// [`MIN_DERIVED_TIMEOUT_MS`]), capped by and else equal to the default.
+pub fn derived_timeout_ms(agent: &AgentView, kind: &str) -> u64 {
+    let default = defaults::JOB_TIMEOUT.as_millis() as u64;
+    match agent.perf.get(kind) {
+        Some(p) if p.n >= MIN_HISTORY && p.ms > 0.0 => {
+            ((p.ms * 10.0) as u64).clamp(MIN_DERIVED_TIMEOUT_MS, default)
+        }
+        _ => default,
+    }
+}
+
+/// A derived timeout is never shorter than this.
+pub const MIN_DERIVED_TIMEOUT_MS: u64 = 30_000;
+/// Attempts of a kind on an agent before its history sets timeouts.
+const MIN_HISTORY: u64 = 5;
+/// About how long a dispatch takes (event, scripts, assignment message):
+/// the waiting work an agent needs on hand to never idle between jobs.
+const DISPATCH_MS: f64 = 10.0;
+
+/// How much of its prefetch an agent gets: enough jobs to cover one
+/// dispatch at its measured pace (at least one), all of it without
+/// history. Fast agents get several; slow ones one.
+pub fn prefetch_allowance(agent: &AgentView) -> u32 {
+    let (weighted_ms, n) = agent
+        .perf
+        .values()
+        .filter(|p| p.ms > 0.0)
+        .fold((0.0, 0u64), |(ms, n), p| (ms + p.ms * p.n as f64, n + p.n));
+    if n == 0 {
+        return agent.prefetch;
+    }
+    let pace_ms = weighted_ms / n as f64;
+    ((DISPATCH_MS / pace_ms).ceil() as u32)
+        .clamp(1, agent.prefetch.max(1))
+        .min(agent.prefetch)
 }
 
 /// The candidates of one round, with what the round has not handed out.
@@ -39,7 +82,10 @@ pub struct Round<'p> {
 impl<'p> Round<'p> {
     pub fn new(agents: Vec<AgentView>, policy: &'p mut dyn Policy, now_ms: u64) -> Round<'p> {
         let free = agents.iter().map(AgentView::free_slots).collect();
-        let extra = agents.iter().map(AgentView::free_prefetch).collect();
+        let extra = agents
+            .iter()
+            .map(|a| a.free_prefetch().min(prefetch_allowance(a)))
+            .collect();
         let busy = agents.iter().map(AgentView::gpu_busy).collect();
         Round {
             agents,
@@ -138,9 +184,13 @@ impl<'p> Round<'p> {
                 .recent_families
                 .insert(f.to_string(), self.now_ms);
         }
+        let timeout_ms = job
+            .timeout_ms
+            .unwrap_or_else(|| derived_timeout_ms(&self.agents[i], &job.kind));
         Some(Placement {
             agent: self.agents[i].id.clone(),
             gpus,
+            timeout_ms,
         })
     }
 
@@ -164,6 +214,7 @@ impl<'p> Round<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::Perf;
     use crate::policy::{Composite, Weights};
     use fleet_protocol::{Capabilities, GpuInfo, Requirements};
 
@@ -197,10 +248,73 @@ mod tests {
             kind: kind.into(),
             args: "{}".into(),
             rank: 1,
-            timeout_ms: 1000,
+            timeout_ms: Some(1000),
             requires,
             last_agent: None,
         }
+    }
+
+    #[test]
+    fn a_timeout_comes_from_history_when_the_producer_gave_none() {
+        let mut a = agent("a", 4, 0, &["sleep"], &[]);
+        let untimed = QueuedJob {
+            timeout_ms: None,
+            ..job("sleep", Requirements::default())
+        };
+        let default = defaults::JOB_TIMEOUT.as_millis() as u64;
+        assert_eq!(derived_timeout_ms(&a, "sleep"), default, "no history");
+        a.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 9_000.0,
+                ok: 1.0,
+                n: 20,
+            },
+        );
+        assert_eq!(derived_timeout_ms(&a, "sleep"), 90_000);
+        a.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 5.0,
+                ok: 1.0,
+                n: 20,
+            },
+        );
+        assert_eq!(derived_timeout_ms(&a, "sleep"), MIN_DERIVED_TIMEOUT_MS);
+        let mut policy = Composite::new(Weights::default());
+        let mut round = Round::new(vec![a], &mut policy, 0);
+        let p = round.place(&untimed, None).map(|p| p.timeout_ms);
+        assert_eq!(p, Some(MIN_DERIVED_TIMEOUT_MS));
+        // The producer's own timeout always wins.
+        let p = round.place(&job("sleep", Requirements::default()), None);
+        assert_eq!(p.map(|p| p.timeout_ms), Some(1000));
+    }
+
+    #[test]
+    fn prefetch_is_sized_by_measured_pace() {
+        let mut a = agent("a", 1, 0, &["sleep"], &[]);
+        a.prefetch = 8;
+        assert_eq!(prefetch_allowance(&a), 8, "no history: all of it");
+        a.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 2.0,
+                ok: 1.0,
+                n: 50,
+            },
+        );
+        assert_eq!(prefetch_allowance(&a), 5, "10 ms of 2 ms jobs");
+        a.perf.insert(
+            "sleep".into(),
+            Perf {
+                ms: 500.0,
+                ok: 1.0,
+                n: 50,
+            },
+        );
+        assert_eq!(prefetch_allowance(&a), 1, "slow jobs: one on hand");
+        a.prefetch = 0;
+        assert_eq!(prefetch_allowance(&a), 0);
     }
 
     #[test]

@@ -157,9 +157,9 @@ async fn round(
         return Ok(0);
     }
 
-    let placements: Vec<(&str, &str, &[u32])> = plan
+    let placements: Vec<(&str, &Placement)> = plan
         .iter()
-        .map(|(job, p, _)| (job.id.as_str(), p.agent.as_str(), p.gpus.as_slice()))
+        .map(|(job, p, _)| (job.id.as_str(), p))
         .collect();
     let deadline = now + config.accept_timeout.as_millis() as u64;
     let prefetch_deadline = deadline + config.heartbeat_timeout.as_millis() as u64;
@@ -177,7 +177,7 @@ async fn round(
                 batches
                     .entry(agent)
                     .or_default()
-                    .push(job.assignment(attempt, &placement.gpus));
+                    .push(job.assignment(attempt, placement));
             }
             Assigned::Refused(reason) => {
                 tracing::debug!(job_id = %job.id, agent_id = %agent, %reason, "placement refused by Redis");
@@ -240,8 +240,7 @@ async fn steal(
             job: &job.id,
             from,
             attempt: *attempt,
-            to: &p.agent,
-            gpus: &p.gpus,
+            to: p,
         })
         .collect();
     let deadline = now + config.accept_timeout.as_millis() as u64;
@@ -268,7 +267,7 @@ async fn steal(
         batches
             .entry(placement.agent.as_str())
             .or_default()
-            .push(job.assignment(attempt, &placement.gpus));
+            .push(job.assignment(attempt, placement));
     }
     publish_assignments(nats, batches).await
 }

@@ -38,7 +38,20 @@ pub struct StatsDocument {
     pub total_duplicate_submissions: i64,
     pub total_stale_events: i64,
     pub total_bad_events: i64,
+    /// Jobs ending per second over about the last minute (as counted by
+    /// the leader; a standby reports 0).
+    pub completions_per_s: f64,
+    /// Seconds until the queue drains at that pace; null when nothing ends.
+    pub queue_drain_eta_s: Option<f64>,
     pub agents: Vec<AgentStats>,
+}
+
+impl StatsDocument {
+    /// Fills in the throughput and the drain estimate it implies.
+    pub fn set_throughput(&mut self, per_second: f64) {
+        self.completions_per_s = per_second;
+        self.queue_drain_eta_s = (per_second > 0.01).then(|| self.queued_jobs as f64 / per_second);
+    }
 }
 
 /// One agent's line in the document.
@@ -128,6 +141,8 @@ pub async fn collect(
         total_duplicate_submissions: counter("duplicates"),
         total_stale_events: counter("stale_events"),
         total_bad_events: counter("bad_events"),
+        completions_per_s: 0.0,
+        queue_drain_eta_s: None,
         agents: doc_agents,
     })
 }

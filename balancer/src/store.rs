@@ -10,6 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use crate::directory::{AgentView, Perf};
+use crate::placement::Placement;
 use crate::scripts::Scripts;
 
 /// A Redis failure, or a reply the scripts should never give.
@@ -58,7 +59,8 @@ pub struct QueuedJob {
     /// The job's arguments, as the JSON text stored at submission.
     pub args: String,
     pub rank: u8,
-    pub timeout_ms: u64,
+    /// The producer's timeout; `None` leaves it to the balancer.
+    pub timeout_ms: Option<u64>,
     pub requires: Requirements,
     /// The agent whose attempt failed last, if any: retries go elsewhere
     /// when they can.
@@ -74,21 +76,21 @@ impl QueuedJob {
             kind: f[1].clone(),
             args: f[2].clone(),
             rank: f[3].parse().unwrap_or(1),
-            timeout_ms: f[4].parse().unwrap_or(0),
+            timeout_ms: f[4].parse().ok(),
             requires: serde_json::from_str(&f[5]).unwrap_or_default(),
             last_agent,
         }
     }
 
     /// What the agent is sent for this job's lease.
-    pub fn assignment(&self, attempt: u32, gpus: &[u32]) -> fleet_protocol::Assignment {
+    pub fn assignment(&self, attempt: u32, placement: &Placement) -> fleet_protocol::Assignment {
         fleet_protocol::Assignment {
             job_id: self.id.clone(),
             attempt,
             kind: self.kind.clone(),
             args: serde_json::from_str(&self.args).unwrap_or_default(),
-            timeout_ms: self.timeout_ms,
-            gpus: gpus.to_vec(),
+            timeout_ms: placement.timeout_ms,
+            gpus: placement.gpus.clone(),
         }
     }
 }
@@ -107,8 +109,7 @@ pub struct Move<'a> {
     pub job: &'a str,
     pub from: &'a str,
     pub attempt: u32,
-    pub to: &'a str,
-    pub gpus: &'a [u32],
+    pub to: &'a Placement,
 }
 
 /// Fleet-wide totals read from Redis.
@@ -368,7 +369,11 @@ impl Store {
                 .arg(&job.kind)
                 .arg(job.args.to_string())
                 .arg(job.priority.rank())
-                .arg(job.timeout.as_millis() as u64)
+                .arg(if job.timeout_given {
+                    (job.timeout.as_millis() as u64).to_string()
+                } else {
+                    String::new()
+                })
                 .arg(job.max_attempts)
                 .arg(serde_json::to_string(&job.requires).unwrap_or_else(|_| "{}".into()));
         }
@@ -413,11 +418,11 @@ impl Store {
             .collect())
     }
 
-    /// Commits placements `(job_id, agent_id, gpus)` as leases; one placed
-    /// beyond its agent's slots (prefetched) gets the later deadline.
+    /// Commits placements as leases; one placed beyond its agent's slots
+    /// (prefetched) gets the later deadline.
     pub async fn assign(
         &self,
-        placements: &[(&str, &str, &[u32])],
+        placements: &[(&str, &Placement)],
         now_ms: u64,
         (lease_deadline_ms, prefetch_deadline_ms): (u64, u64),
     ) -> StoreResult<Vec<Assigned>> {
@@ -428,9 +433,12 @@ impl Store {
             .arg(now_ms)
             .arg(lease_deadline_ms)
             .arg(prefetch_deadline_ms);
-        for (job, agent, gpus) in placements {
-            let gpus: Vec<String> = gpus.iter().map(u32::to_string).collect();
-            call.arg(*job).arg(*agent).arg(gpus.join(","));
+        for (job, p) in placements {
+            let gpus: Vec<String> = p.gpus.iter().map(u32::to_string).collect();
+            call.arg(*job)
+                .arg(&p.agent)
+                .arg(gpus.join(","))
+                .arg(p.timeout_ms);
         }
         let reply: Vec<String> = call
             .invoke_async(&mut self.conn.clone())
@@ -623,12 +631,13 @@ impl Store {
             .arg(now_ms)
             .arg(lease_deadline_ms);
         for m in moves {
-            let gpus: Vec<String> = m.gpus.iter().map(u32::to_string).collect();
+            let gpus: Vec<String> = m.to.gpus.iter().map(u32::to_string).collect();
             call.arg(m.job)
                 .arg(m.from)
                 .arg(m.attempt)
-                .arg(m.to)
-                .arg(gpus.join(","));
+                .arg(&m.to.agent)
+                .arg(gpus.join(","))
+                .arg(m.to.timeout_ms);
         }
         let reply: Vec<String> = call
             .invoke_async(&mut self.conn.clone())

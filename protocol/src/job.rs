@@ -72,7 +72,11 @@ pub struct ValidJob {
     pub kind: String,
     pub args: Value,
     pub priority: Priority,
+    /// The producer's timeout, or the default when it gave none.
     pub timeout: Duration,
+    /// Whether the producer gave the timeout; when it did not, the
+    /// balancer may derive one from the job kind's run-time history.
+    pub timeout_given: bool,
     pub max_attempts: u32,
     pub requires: Requirements,
 }
@@ -183,6 +187,7 @@ impl JobSpec {
             args,
             priority,
             timeout,
+            timeout_given: self.timeout_ms.is_some(),
             max_attempts,
             requires: self.requires,
         })

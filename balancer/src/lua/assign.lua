@@ -1,8 +1,9 @@
 -- assign.lua: commits a batch of placements as leases.
 --
 -- ARGV: prefix, leader token, now_ms, lease_deadline_ms,
---   prefetch_deadline_ms, then triples:
---   job_id, agent_id, gpus (device indices "0,1", or '' for none)
+--   prefetch_deadline_ms, then per placement:
+--   job_id, agent_id, gpus (device indices "0,1", or '' for none),
+--   timeout_ms (this lease's run-time limit)
 -- A lease that lands beyond the agent's slots (prefetched: it will wait
 -- for a slot there) gets the later deadline; the agent's heartbeats then
 -- keep renewing it while it waits.
@@ -18,8 +19,8 @@ local now = ARGV[3]
 local deadline = ARGV[4]
 local prefetch_deadline = ARGV[5]
 local out = {}
-for i = 6, #ARGV, 3 do
-  local id, agent, gpus = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 6, #ARGV, 4 do
+  local id, agent, gpus, timeout_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local devices = split_csv(gpus)
   local state = redis.call('HGET', k_job(id), 'state')
   local refusal
@@ -38,7 +39,7 @@ for i = 6, #ARGV, 3 do
       until_ms = prefetch_deadline
     end
     redis.call('ZREM', K_QUEUE, id)
-    lease_to(id, agent, attempt, gpus, devices, now, until_ms)
+    lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, until_ms)
     stat('assigned')
     out[#out + 1] = tostring(attempt)
   end

@@ -1,7 +1,8 @@
 -- enqueue.lua: adds a batch of validated jobs to the queue.
 --
 -- ARGV: prefix, leader token, now_ms, then 7 fields per job:
---   id, kind, args_json, rank, timeout_ms, max_attempts, requires_json
+--   id, kind, args_json, rank, timeout_ms ('' when the producer gave none),
+--   max_attempts, requires_json
 -- Returns one status per job ('queued' or 'duplicate': a job id seen before
 -- is never enqueued twice), then the number of queued jobs (parked ones
 -- included).

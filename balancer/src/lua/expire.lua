@@ -69,7 +69,7 @@ if check_leases then
     string.format('%d', now), 'LIMIT', 0, limit)
 end
 for _, id in ipairs(overdue) do
-  local j = redis.call('HMGET', k_job(id), 'state', 'attempt', 'agent', 'timeout_ms')
+  local j = redis.call('HMGET', k_job(id), 'state', 'attempt', 'agent', 'lease_timeout_ms')
   local attempt = tonumber(j[2])
   if j[1] == 'assigned' then
     stat('accept_timeouts')

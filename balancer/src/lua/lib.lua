@@ -120,10 +120,11 @@ local function lease_refusal(agent, devices)
 end
 
 -- Leases a queued (or just released) job to `agent` as `attempt`, holding
--- `devices`, until `deadline`.
-local function lease_to(id, agent, attempt, gpus, devices, now, deadline)
+-- `devices`, until `deadline`; once started it may run `timeout_ms`.
+local function lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, deadline)
   redis.call('HSET', k_job(id), 'state', 'assigned', 'attempt', attempt,
     'agent', agent, 'assigned_at', now, 'started_at', '', 'gpus', gpus,
+    'lease_timeout_ms', timeout_ms,
     'unschedulable_reason', '', 'unschedulable_since', '')
   for _, index in ipairs(devices) do
     redis.call('HSET', k_agent_gpus(agent), index, id)

@@ -1,11 +1,11 @@
 -- started.lua: an agent began an attempt. Only the lease holder's current
--- attempt moves the job to running; its lease then lasts for the job's
+-- attempt moves the job to running; its lease then lasts for the lease's
 -- timeout times the buffer.
 -- Returns {'ok'}, {'duplicate'}, {'stale'} or {'unknown_job'}.
 
 local function on_started(agent, id, attempt, now, buffer)
   local key = k_job(id)
-  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'timeout_ms')
+  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'lease_timeout_ms')
   if not job[1] then
     stat('unknown_job_events')
     return {'unknown_job'}

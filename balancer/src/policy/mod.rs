@@ -108,7 +108,7 @@ pub(crate) mod testing {
             kind: "sleep".into(),
             args: "{}".into(),
             rank: 1,
-            timeout_ms: 1000,
+            timeout_ms: Some(1000),
             requires: Requirements::default(),
             last_agent: None,
         }
