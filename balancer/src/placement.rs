@@ -82,9 +82,15 @@ pub struct Round<'p> {
 impl<'p> Round<'p> {
     pub fn new(agents: Vec<AgentView>, policy: &'p mut dyn Policy, now_ms: u64) -> Round<'p> {
         let free = agents.iter().map(AgentView::free_slots).collect();
+        // The allowance caps what an agent holds beyond its slots, not
+        // what one round adds.
         let extra = agents
             .iter()
-            .map(|a| a.free_prefetch().min(prefetch_allowance(a)))
+            .map(|a| {
+                (a.slots + prefetch_allowance(a))
+                    .saturating_sub(a.leases)
+                    .saturating_sub(a.free_slots())
+            })
             .collect();
         let busy = agents.iter().map(AgentView::gpu_busy).collect();
         Round {

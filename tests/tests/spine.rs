@@ -50,7 +50,10 @@ async fn five_hundred_sleep_jobs_over_three_agents_all_succeed() -> anyhow::Resu
     assert_eq!(stats["healthy_agents"], 3, "{stats}");
     assert_eq!(stats["total_capacity"], 12, "{stats}");
     assert!(stats["completions_per_s"].as_f64() > Some(0.0), "{stats}");
-    assert_eq!(stats["queue_drain_eta_s"], 0.0, "an empty queue drains now: {stats}");
+    assert_eq!(
+        stats["queue_drain_eta_s"], 0.0,
+        "an empty queue drains now: {stats}"
+    );
     let agents = stats["agents"].as_array().cloned().unwrap_or_default();
     assert_eq!(agents.len(), 3);
     for a in &agents {

@@ -78,7 +78,7 @@ for _, id in ipairs(overdue) do
     stat('job_timeouts')
     emit('cancel', id, j[3], tostring(attempt))
     fail(id, j[3], attempt, 'timed out: still running past its timeout of '
-      .. j[4] .. ' ms')
+      .. (j[4] or '?') .. ' ms')
   else
     -- A lease entry whose job holds no lease cannot expire anything.
     redis.call('ZREM', K_LEASES, id)

@@ -59,6 +59,10 @@ end
 -- largest score stays below 2^53, so doubles hold it exactly.
 local PRIO_SPAN = 17592186044416
 
+-- A job's run-time limit when neither it nor its lease names one (the
+-- protocol's default, defaults::JOB_TIMEOUT).
+local DEFAULT_TIMEOUT_MS = 300000
+
 local function stat(field, n)
   redis.call('HINCRBY', K_STATS, field, n or 1)
 end

@@ -5,7 +5,8 @@
 
 local function on_started(agent, id, attempt, now, buffer)
   local key = k_job(id)
-  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'lease_timeout_ms')
+  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'lease_timeout_ms',
+    'timeout_ms')
   if not job[1] then
     stat('unknown_job_events')
     return {'unknown_job'}
@@ -21,7 +22,9 @@ local function on_started(agent, id, attempt, now, buffer)
     local beats = redis.call('HGET', k_agent(agent), 'beats') or 0
     redis.call('HSET', key, 'state', 'running', 'started_at', now,
       'started_beat', beats)
-    local deadline = now + math.ceil(tonumber(job[4]) * buffer)
+    -- A lease from before per-lease limits has only the job's own.
+    local limit = tonumber(job[4]) or tonumber(job[5]) or DEFAULT_TIMEOUT_MS
+    local deadline = now + math.ceil(limit * buffer)
     redis.call('ZADD', K_LEASES, string.format('%d', deadline), id)
     stat('started')
     return {'ok'}
