@@ -344,7 +344,7 @@ async fn prefetched_work_is_stolen_by_an_idle_agent_and_runs_once() -> anyhow::R
 
     // One long job takes the slot; four short ones wait in its prefetch.
     let long = client
-        .submit(JobSpec::new("sleep", json!({"ms": 3000})))
+        .submit(JobSpec::new("sleep", json!({"ms": 6000})))
         .await?;
     let short = client
         .submit_many(vec![JobSpec::new("sleep", json!({"ms": 10})); 4])
