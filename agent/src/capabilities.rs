@@ -8,12 +8,12 @@ use crate::workloads;
 
 /// Detects this machine's capabilities; `tags` come from the operator.
 /// `simulated` GPUs replace detection (they run no CUDA work).
-pub fn detect(tags: &[String], simulated: Option<Vec<GpuInfo>>) -> Capabilities {
+pub fn detect(tags: &[String], simulated: Option<Vec<GpuInfo>>, exec: bool) -> Capabilities {
     let (gpus, kinds) = match simulated {
-        Some(gpus) => (gpus, workloads::offered(false)),
+        Some(gpus) => (gpus, workloads::offered(false, exec)),
         None => {
             let gpus = gpu::detect();
-            let kinds = workloads::offered(!gpus.is_empty());
+            let kinds = workloads::offered(!gpus.is_empty(), exec);
             (gpus, kinds)
         }
     };

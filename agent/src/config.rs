@@ -35,6 +35,15 @@ pub struct Config {
     #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Absolute paths of programs `exec` jobs may run (none: no `exec`).
+    #[arg(long, env = "FLEET_ALLOW_EXEC", value_delimiter = ',')]
+    pub allow_exec: Vec<std::path::PathBuf>,
+
+    /// Environment variables passed through to `exec` jobs (all others
+    /// are cleared).
+    #[arg(long, env = "FLEET_EXEC_ENV", value_delimiter = ',')]
+    pub exec_env: Vec<String>,
+
     /// Pretend to have these GPUs ("NAME:MEM:CC,…", e.g.
     /// "H100:80GiB:9.0,RTX4090:24GiB:8.9"), for placement tests without
     /// hardware. Simulated GPUs run no CUDA work.

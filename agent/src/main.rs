@@ -39,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let agent_id = config.agent_id()?;
     let simulated = config.simulate_gpus.clone().map(|s| s.0);
-    let capabilities = capabilities::detect(&config.tags, simulated);
+    let exec = workloads::exec::ExecPolicy::new(config.allow_exec.clone(), config.exec_env.clone())
+        .map_err(anyhow::Error::msg)?;
+    let capabilities = capabilities::detect(&config.tags, simulated, exec.enabled());
     let nats = async_nats::ConnectOptions::new()
         .name(format!("fleet-agent {agent_id}"))
         .retry_on_initial_connect()
@@ -52,7 +54,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let agents: Vec<(String, workloads::Workloads)> = match config.simulate {
         None => vec![(
             agent_id.clone(),
-            workloads::Workloads::detect(!config.fault_no_timeouts),
+            workloads::Workloads::detect(!config.fault_no_timeouts, exec.clone()),
         )],
         Some(n) => (0..n)
             .map(|k| {

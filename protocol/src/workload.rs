@@ -3,8 +3,20 @@
 //! will never offer it.
 
 /// Every kind an agent can offer.
-/// `flaky` is a test workload that fails or hangs its first attempts.
-pub const KNOWN_KINDS: &[&str] = &["sleep", "echo", "flaky", "cuda.vector_add"];
+/// `flaky` is a test workload that fails or hangs its first attempts;
+/// `exec` runs an operator-allowed command (agents offer it only when
+/// started with `--allow-exec`).
+pub const KNOWN_KINDS: &[&str] = &[
+    "sleep",
+    "echo",
+    "flaky",
+    "exec",
+    "cuda.vector_add",
+    "cuda.saxpy",
+    "cuda.reduce_sum",
+    "cuda.matmul",
+    "cuda.kernel",
+];
 
 /// Whether `kind` is one fleet knows.
 pub fn is_known(kind: &str) -> bool {

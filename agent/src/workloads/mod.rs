@@ -5,6 +5,7 @@
 //! bounded by the job's timeout.
 
 mod echo;
+pub mod exec;
 mod flaky;
 mod sleep;
 pub mod vector_add;
@@ -16,10 +17,15 @@ use serde_json::Value;
 
 use crate::gpu;
 use crate::simulate::Simulation;
+use exec::ExecPolicy;
 
-/// The kinds this agent offers: GPU kinds only with a usable GPU.
-pub fn offered(has_gpu: bool) -> Vec<String> {
+/// The kinds this agent offers: GPU kinds only with a usable GPU, `exec`
+/// only when the operator allowed commands.
+pub fn offered(has_gpu: bool, exec: bool) -> Vec<String> {
     let mut kinds = vec!["sleep".to_string(), "echo".to_string(), "flaky".to_string()];
+    if exec {
+        kinds.push("exec".to_string());
+    }
     if has_gpu && gpu::nvrtc_present() {
         kinds.push(vector_add::KIND.to_string());
     }
@@ -33,14 +39,16 @@ pub struct Workloads {
     enforce_timeouts: bool,
     /// A simulated agent's jobs only take time.
     simulation: Option<Simulation>,
+    exec: ExecPolicy,
 }
 
 impl Workloads {
-    pub fn detect(enforce_timeouts: bool) -> Workloads {
+    pub fn detect(enforce_timeouts: bool, exec: ExecPolicy) -> Workloads {
         Workloads {
             has_gpu: gpu::driver_present() && gpu::nvrtc_present(),
             enforce_timeouts,
             simulation: None,
+            exec,
         }
     }
 
@@ -50,6 +58,7 @@ impl Workloads {
             has_gpu: false,
             enforce_timeouts: true,
             simulation: Some(simulation),
+            exec: ExecPolicy::default(),
         }
     }
 
@@ -64,6 +73,10 @@ impl Workloads {
                 "sleep" => sleep::run(&a.args).await,
                 "echo" => echo::run(&a.args),
                 "flaky" => flaky::run(&a.args, a.attempt).await,
+                "exec" => {
+                    let request = exec::parse(&a.args, &self.exec)?;
+                    exec::run(request, &a.gpus, &self.exec).await
+                }
                 vector_add::KIND if self.has_gpu => {
                     let args = a.args.clone();
                     let device = a.gpus.first().copied().unwrap_or(0) as usize;

@@ -1,0 +1,290 @@
+//! `exec`: runs a command the agent's operator allowed, for the job.
+//!
+//! `{"command": "/usr/bin/python3", "args": ["train.py", "--epochs", "3"]}`
+//!
+//! - The command must be one of the absolute paths given with
+//!   `--allow-exec` (off by default: no `exec` without it), matched
+//!   exactly. There is no shell: `args` go to the program as they are.
+//! - The environment is cleared, then gets only the variables the operator
+//!   passes through (`--exec-env NAME,…`) and `CUDA_VISIBLE_DEVICES` set
+//!   to the job's GPUs (empty: none visible).
+//! - The program runs in its own process group; when the job is
+//!   cancelled or times out, the whole group is killed (SIGKILL), so
+//!   nothing it started lives on.
+//! - The result is the exit code and the last [`TAIL_BYTES`] of stdout and
+//!   stderr; a non-zero exit fails the attempt with the stderr tail.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How much of each output stream the result keeps (the end of it).
+pub const TAIL_BYTES: usize = 16 * 1024;
+const MAX_ARGS: usize = 1024;
+const MAX_ARG_BYTES: usize = 64 * 1024;
+
+/// What the operator allows.
+#[derive(Debug, Clone, Default)]
+pub struct ExecPolicy {
+    /// Absolute paths of the programs jobs may run.
+    pub allowed: Vec<PathBuf>,
+    /// Names of environment variables passed through to them.
+    pub pass_env: Vec<String>,
+}
+
+impl ExecPolicy {
+    /// Whether any program is allowed (and so `exec` is offered).
+    pub fn enabled(&self) -> bool {
+        !self.allowed.is_empty()
+    }
+
+    /// Checks the operator's list: absolute paths only.
+    pub fn new(allowed: Vec<PathBuf>, pass_env: Vec<String>) -> Result<ExecPolicy, String> {
+        if let Some(p) = allowed.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "--allow-exec takes absolute paths, got {}",
+                p.display()
+            ));
+        }
+        Ok(ExecPolicy { allowed, pass_env })
+    }
+}
+
+/// A validated request.
+#[derive(Debug, PartialEq)]
+pub struct Request {
+    pub command: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Checks the job's arguments against the policy, before anything runs.
+pub fn parse(job_args: &Value, policy: &ExecPolicy) -> Result<Request, String> {
+    if !policy.enabled() {
+        return Err("exec: this agent allows no commands (--allow-exec)".into());
+    }
+    let object = job_args
+        .as_object()
+        .ok_or("exec: arguments must be an object")?;
+    if let Some(key) = object.keys().find(|k| *k != "command" && *k != "args") {
+        return Err(format!("exec: unknown field {key:?}"));
+    }
+    let command = object
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or("exec: \"command\" (an absolute path) is required")?;
+    let command = PathBuf::from(command);
+    if !policy.allowed.contains(&command) {
+        return Err(format!(
+            "exec: {} is not an allowed command",
+            command.display()
+        ));
+    }
+    let items = match object.get("args") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(_) => return Err("exec: \"args\" must be an array of strings".into()),
+    };
+    if items.len() > MAX_ARGS {
+        return Err(format!(
+            "exec: at most {MAX_ARGS} args, got {}",
+            items.len()
+        ));
+    }
+    let args = items
+        .iter()
+        .map(|a| match a.as_str() {
+            Some(s) if s.len() <= MAX_ARG_BYTES && !s.contains('\0') => Ok(s.to_string()),
+            Some(_) => Err(format!(
+                "exec: each arg must be at most {MAX_ARG_BYTES} bytes, without NUL"
+            )),
+            None => Err("exec: \"args\" must be an array of strings".to_string()),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Request { command, args })
+}
+
+/// Kills the process group if the job's future is dropped before the
+/// command ended (cancel, timeout). It is dropped before the child handle,
+/// so the group leader is still unreaped then and its group id cannot
+/// have been reused.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals that process
+            // group; it touches no memory of ours. A group that already
+            // exited makes it fail with ESRCH, which is fine.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Runs the request with `gpus` visible.
+pub async fn run(request: Request, gpus: &[u32], policy: &ExecPolicy) -> Result<Value, String> {
+    let mut command = tokio::process::Command::new(&request.command);
+    command
+        .args(&request.args)
+        .env_clear()
+        .envs(
+            policy
+                .pass_env
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v))),
+        )
+        .env(
+            "CUDA_VISIBLE_DEVICES",
+            gpus.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("exec: cannot start {}: {e}", request.command.display()))?;
+    let mut guard = GroupGuard(child.id().map(|pid| pid as i32));
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let (status, out, err) = tokio::join!(child.wait(), tail(stdout), tail(stderr));
+    // It ended (and was reaped): its group id may be reused from now on.
+    guard.0 = None;
+    let status = status.map_err(|e| format!("exec: waiting for the command failed: {e}"))?;
+    let code = status.code();
+    if status.success() {
+        Ok(json!({"exit_code": code, "stdout_tail": out, "stderr_tail": err}))
+    } else {
+        let how = match code {
+            Some(c) => format!("exit code {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        Err(format!(
+            "exec: {} ended with {how}: {}",
+            request.command.display(),
+            err.trim_end()
+        ))
+    }
+}
+
+/// Reads a stream to its end, keeping the last [`TAIL_BYTES`].
+async fn tail(stream: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(mut stream) = stream else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * TAIL_BYTES {
+                    kept.drain(..kept.len() - TAIL_BYTES);
+                }
+            }
+        }
+    }
+    if kept.len() > TAIL_BYTES {
+        kept.drain(..kept.len() - TAIL_BYTES);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy(allowed: &[&str]) -> ExecPolicy {
+        ExecPolicy::new(allowed.iter().map(PathBuf::from).collect(), vec![]).unwrap_or_default()
+    }
+
+    #[test]
+    fn refuses_what_the_operator_did_not_allow() {
+        let none = ExecPolicy::default();
+        assert!(parse(&json!({"command": "/bin/echo"}), &none).is_err());
+        let p = policy(&["/bin/echo"]);
+        assert!(parse(&json!({"command": "/bin/sh"}), &p).is_err());
+        assert!(parse(&json!({"command": "echo"}), &p).is_err());
+        assert!(parse(&json!({}), &p).is_err());
+        assert!(parse(&json!({"command": "/bin/echo", "args": "a b"}), &p).is_err());
+        assert!(parse(&json!({"command": "/bin/echo", "args": [1]}), &p).is_err());
+        assert!(parse(&json!({"command": "/bin/echo", "shell": true}), &p).is_err());
+        assert!(ExecPolicy::new(vec![PathBuf::from("python3")], vec![]).is_err());
+        assert_eq!(
+            parse(
+                &json!({"command": "/bin/echo", "args": ["a b", "$HOME"]}),
+                &p
+            ),
+            Ok(Request {
+                command: PathBuf::from("/bin/echo"),
+                args: vec!["a b".into(), "$HOME".into()],
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_without_a_shell_with_a_cleared_environment_and_the_job_gpus() -> Result<(), String>
+    {
+        let p = policy(&["/usr/bin/env", "/bin/echo"]);
+        let r = run(
+            parse(
+                &json!({"command": "/bin/echo", "args": ["$HOME", "a;b"]}),
+                &p,
+            )?,
+            &[],
+            &p,
+        )
+        .await?;
+        assert_eq!(r["stdout_tail"], "$HOME a;b\n");
+        let r = run(parse(&json!({"command": "/usr/bin/env"}), &p)?, &[1, 3], &p).await?;
+        assert_eq!(r["stdout_tail"], "CUDA_VISIBLE_DEVICES=1,3\n");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_fails_the_attempt_with_its_stderr() -> Result<(), String> {
+        let p = policy(&["/bin/sh"]);
+        let req = parse(
+            &json!({"command": "/bin/sh", "args": ["-c", "echo oops >&2; exit 3"]}),
+            &p,
+        )?;
+        let e = run(req, &[], &p).await.err().unwrap_or_default();
+        assert!(e.contains("exit code 3") && e.contains("oops"), "{e}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let pidfile = dir.path().join("pid");
+        let p = policy(&["/bin/sh"]);
+        // The command starts a grandchild that would outlive a plain kill.
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let req = parse(&json!({"command": "/bin/sh", "args": ["-c", script]}), &p)?;
+        let outcome = tokio::time::timeout(Duration::from_millis(500), run(req, &[], &p)).await;
+        assert!(outcome.is_err(), "the job timed out");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .map_err(|e| e.to_string())?
+            .trim()
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        // Reaping is asynchronous; wait for the grandchild to be gone.
+        for _ in 0..100 {
+            // SAFETY: signal 0 only checks whether the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!("grandchild {pid} survived the timeout"))
+    }
+}
