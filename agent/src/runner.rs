@@ -136,9 +136,7 @@ impl Runner {
             running,
             waiting,
             finishing,
-            // Per-GPU free memory, temperature and utilization need NVML;
-            // until the agent reads them, heartbeats carry none.
-            gpus: Vec::new(),
+            gpus: self.workloads.gpu_status(&register.capabilities.gpus),
         }
     }
 

@@ -1,12 +1,46 @@
-//! `fleet-agent selftest`: runs each CUDA workload on every local GPU and
-//! checks it against a CPU reference.
+//! `fleet-agent selftest`: runs every CUDA workload on every local GPU,
+//! each checked against a CPU reference inside the workload, and prints a
+//! table (or JSON): kind, size, correct, device ms, and GB/s or TFLOP/s.
+//! Exits non-zero on any mismatch or failure.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::gpu;
-use crate::workloads::vector_add;
+use crate::workloads::cuda;
 
-const N: u64 = 1 << 24;
+/// The checks, in order: kind, arguments, a size label.
+fn checks() -> Vec<(&'static str, Value, String)> {
+    let n = 1u64 << 24;
+    let mut out = vec![
+        (cuda::vector_add::KIND, json!({"n": n}), format!("n={n}")),
+        (
+            cuda::saxpy::KIND,
+            json!({"n": n, "a": 2.5}),
+            format!("n={n}"),
+        ),
+        (cuda::reduce::KIND, json!({"n": n}), format!("n={n}")),
+        (
+            cuda::kernel::KIND,
+            json!({
+                "source": "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] = a * x[i];\n}",
+                "entry": "scale", "grid": [4096], "block": [256],
+                "args": [{"scalar": "f32", "value": 2.0},
+                         {"buffer": "x", "dtype": "f32", "len": 1048576, "init": "zeros"},
+                         {"scalar": "u32", "value": 1048576}],
+                "outputs": ["x"]
+            }),
+            "n=1048576".to_string(),
+        ),
+    ];
+    for (dtype, dim) in [("f32", 4096), ("f16", 8192), ("bf16", 8192)] {
+        out.push((
+            cuda::matmul::KIND,
+            json!({"m": dim, "n": dim, "k": dim, "dtype": dtype}),
+            format!("{dim}³ {dtype}"),
+        ));
+    }
+    out
+}
 
 /// Runs the checks and prints a table or JSON; true when all passed.
 pub async fn run(as_json: bool) -> anyhow::Result<bool> {
@@ -14,26 +48,32 @@ pub async fn run(as_json: bool) -> anyhow::Result<bool> {
     let mut rows = Vec::new();
     let mut all_ok = true;
     for g in &gpus {
-        let index = g.index as usize;
-        let report = tokio::task::spawn_blocking(move || vector_add::run(index, N)).await?;
-        let row = match report {
-            Ok(r) => {
-                all_ok &= r.correct;
-                json!({"gpu": g.index, "name": g.name, "kind": vector_add::KIND, "size": r.n,
-                       "correct": r.correct, "device_ms": r.device_ms, "gb_per_s": r.gb_per_s})
+        for (kind, args, size) in checks() {
+            let index = g.index as usize;
+            let outcome =
+                tokio::task::spawn_blocking(move || cuda::run(kind, index, &args)).await?;
+            let mut row = json!({"gpu": g.index, "name": g.name, "kind": kind, "size": size});
+            match outcome {
+                Ok(result) => {
+                    row["correct"] = json!(true);
+                    row["device_ms"] = result["device_ms"].clone();
+                    row["gb_per_s"] = result["gb_per_s"].clone();
+                    row["tflop_per_s"] = result["tflop_per_s"].clone();
+                }
+                Err(e) => {
+                    all_ok = false;
+                    row["correct"] = json!(false);
+                    row["error"] = json!(e);
+                }
             }
-            Err(e) => {
-                all_ok = false;
-                json!({"gpu": g.index, "name": g.name, "kind": vector_add::KIND, "size": N,
-                       "correct": false, "error": e})
-            }
-        };
-        rows.push(row);
+            rows.push(row);
+        }
     }
     if as_json {
         println!(
             "{}",
-            json!({"gpus": gpus, "driver_present": gpu::driver_present(), "results": rows, "ok": all_ok})
+            json!({"gpus": gpus, "driver_present": gpu::driver_present(),
+                   "cuda_driver": gpu::driver_version(), "results": rows, "ok": all_ok})
         );
     } else if gpus.is_empty() {
         println!(
@@ -42,19 +82,24 @@ pub async fn run(as_json: bool) -> anyhow::Result<bool> {
         );
     } else {
         println!(
-            "{:<4} {:<24} {:<18} {:>10} {:>8} {:>10} {:>9}",
-            "gpu", "name", "kind", "size", "correct", "device ms", "GB/s"
+            "{:<4} {:<22} {:<16} {:<14} {:>8} {:>10} {:>12}",
+            "gpu", "name", "kind", "size", "correct", "device ms", "GB/s|TFLOP/s"
         );
         for r in &rows {
+            let rate = r["gb_per_s"]
+                .as_f64()
+                .map(|g| format!("{g:.1} GB/s"))
+                .or_else(|| r["tflop_per_s"].as_f64().map(|t| format!("{t:.1} TF/s")))
+                .unwrap_or_else(|| "-".into());
             println!(
-                "{:<4} {:<24} {:<18} {:>10} {:>8} {:>10.3} {:>9.1}",
+                "{:<4} {:<22} {:<16} {:<14} {:>8} {:>10.3} {:>12}",
                 r["gpu"],
                 r["name"].as_str().unwrap_or("?"),
                 r["kind"].as_str().unwrap_or("?"),
-                r["size"],
+                r["size"].as_str().unwrap_or("?"),
                 r["correct"],
                 r["device_ms"].as_f64().unwrap_or(f64::NAN),
-                r["gb_per_s"].as_f64().unwrap_or(f64::NAN)
+                rate
             );
             if let Some(e) = r.get("error") {
                 println!("     error: {e}");

@@ -4,11 +4,11 @@
 //! result or an error string that becomes the attempt's error. Every run is
 //! bounded by the job's timeout.
 
+pub mod cuda;
 mod echo;
 pub mod exec;
 mod flaky;
 mod sleep;
-pub mod vector_add;
 
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub fn offered(has_gpu: bool, exec: bool) -> Vec<String> {
         kinds.push("exec".to_string());
     }
     if has_gpu && gpu::nvrtc_present() {
-        kinds.push(vector_add::KIND.to_string());
+        kinds.extend(cuda::KINDS.iter().map(|k| k.to_string()));
     }
     kinds
 }
@@ -62,6 +62,26 @@ impl Workloads {
         }
     }
 
+    /// Each local GPU's free memory, for heartbeats (none without a
+    /// driver, or for simulated GPUs). Temperature and utilization need
+    /// NVML, which the agent does not read yet.
+    pub fn gpu_status(&self, gpus: &[fleet_protocol::GpuInfo]) -> Vec<fleet_protocol::GpuStatus> {
+        if !self.has_gpu || self.simulation.is_some() {
+            return Vec::new();
+        }
+        gpus.iter()
+            .map(|g| fleet_protocol::GpuStatus {
+                index: g.index,
+                free_mb: cuda::device(g.index as usize)
+                    .ok()
+                    .and_then(|d| d.ctx.mem_get_info().ok())
+                    .map(|(free, _)| (free >> 20) as u64),
+                temperature_c: None,
+                utilization_pct: None,
+            })
+            .collect()
+    }
+
     /// Runs one assignment within its timeout.
     pub async fn run(&self, a: &Assignment) -> Result<Value, String> {
         let limit = Duration::from_millis(a.timeout_ms.max(1));
@@ -77,10 +97,10 @@ impl Workloads {
                     let request = exec::parse(&a.args, &self.exec)?;
                     exec::run(request, &a.gpus, &self.exec).await
                 }
-                vector_add::KIND if self.has_gpu => {
-                    let args = a.args.clone();
+                kind if self.has_gpu && cuda::KINDS.contains(&kind) => {
+                    let (kind, args) = (kind.to_string(), a.args.clone());
                     let device = a.gpus.first().copied().unwrap_or(0) as usize;
-                    tokio::task::spawn_blocking(move || vector_add::run_json(device, &args))
+                    tokio::task::spawn_blocking(move || cuda::run(&kind, device, &args))
                         .await
                         .map_err(|e| format!("workload task failed: {e}"))?
                 }

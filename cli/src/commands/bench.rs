@@ -39,7 +39,8 @@ pub struct BenchArgs {
     /// Workload arguments as JSON (without --mix).
     #[arg(long, default_value = r#"{"ms":0}"#)]
     pub args: String,
-    /// A preset workload instead of --kind/--args: `gpu`.
+    /// A preset workload instead of --kind/--args: `gpu` (simulated GPU
+    /// mix, for placement) or `cuda` (real CUDA kernels, for a GPU fleet).
     #[arg(long)]
     pub mix: Option<String>,
     /// Priorities by weight, e.g. `low:1,normal:3,high:1` (default: normal).
@@ -71,7 +72,8 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
             let mut job = match a.mix.as_deref() {
                 None => Ok(JobSpec::new(a.kind.clone(), template.clone())),
                 Some("gpu") => Ok(gpu_mix(&mut rng)),
-                Some(other) => Err(anyhow::anyhow!("unknown --mix {other:?}; known: gpu")),
+                Some("cuda") => Ok(cuda_mix(&mut rng)),
+                Some(other) => Err(anyhow::anyhow!("unknown --mix {other:?}; known: gpu, cuda")),
             }?;
             job.priority = pick(&priorities, &mut rng);
             Ok(job)
@@ -376,6 +378,33 @@ fn gpu_mix(rng: &mut u64) -> JobSpec {
         requires,
         ..JobSpec::new("sleep", json!({ "ms": ms }))
     }
+}
+
+/// Real CUDA work: vector add, SAXPY and reductions over 4M elements, a
+/// 1024³ f16 GEMM, and a user kernel.
+fn cuda_mix(rng: &mut u64) -> JobSpec {
+    let n = 1u64 << 22;
+    let (kind, args) = match next(rng) % 20 {
+        0..=4 => ("cuda.vector_add", json!({"n": n})),
+        5..=8 => ("cuda.saxpy", json!({"n": n, "a": 1.5})),
+        9..=12 => ("cuda.reduce_sum", json!({"n": n})),
+        13..=16 => (
+            "cuda.matmul",
+            json!({"m": 1024, "n": 1024, "k": 1024, "dtype": "f16"}),
+        ),
+        _ => (
+            "cuda.kernel",
+            json!({
+                "source": "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) { unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) x[i] = a * x[i]; }",
+                "entry": "scale", "grid": [4096], "block": [256],
+                "args": [{"scalar": "f32", "value": 3.0},
+                         {"buffer": "x", "dtype": "f32", "len": 1048576, "init": "random"},
+                         {"scalar": "u32", "value": 1048576}],
+                "outputs": ["x"]
+            }),
+        ),
+    };
+    JobSpec::new(kind, args)
 }
 
 fn parse_priority_mix(spec: Option<&str>) -> anyhow::Result<Vec<(Priority, u64)>> {

@@ -3,11 +3,13 @@
 
 use std::time::Instant;
 
-use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 use serde_json::{json, Value};
 
+use super::{cuda_error, device, positive};
+
 pub const KIND: &str = "cuda.vector_add";
-/// The largest N accepted: 3 × 4 bytes × N stays under 3 GiB of device memory.
+/// The largest N accepted: 3 × 4 bytes × N stays under 3 GiB.
 pub const MAX_N: u64 = 1 << 28;
 
 const SOURCE: &str = r#"
@@ -29,10 +31,10 @@ pub struct Report {
     pub gb_per_s: f64,
 }
 
-/// Parses `{"n": N}` and runs on `device`.
-pub fn run_json(device: usize, args: &Value) -> Result<Value, String> {
+/// Parses `{"n": N}` and runs on `index`.
+pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
     let n = parse_n(args)?;
-    let r = run(device, n)?;
+    let r = run(index, n)?;
     if !r.correct {
         return Err(format!(
             "GPU result differs from the CPU reference (max error {})",
@@ -50,24 +52,16 @@ pub fn run_json(device: usize, args: &Value) -> Result<Value, String> {
 
 /// Reads N from the arguments, refusing what cannot run.
 pub fn parse_n(args: &Value) -> Result<u64, String> {
-    let n = args
-        .get("n")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| "cuda.vector_add: \"n\" must be a positive integer".to_string())?;
-    if n == 0 || n > MAX_N {
-        return Err(format!("cuda.vector_add: n must be 1..={MAX_N}, got {n}"));
-    }
-    Ok(n)
+    positive(args, "n", MAX_N).map_err(|e| format!("{KIND}: {e}"))
 }
 
-/// Runs the kernel on `device` and compares with the CPU.
-pub fn run(device: usize, n: u64) -> Result<Report, String> {
-    let cuda = |e: cudarc::driver::DriverError| format!("CUDA: {e}");
-    let ctx = CudaContext::new(device).map_err(cuda)?;
-    let stream = ctx.default_stream();
-    let ptx = cudarc::nvrtc::compile_ptx(SOURCE).map_err(|e| format!("NVRTC: {e}"))?;
-    let module = ctx.load_module(ptx).map_err(cuda)?;
-    let function = module.load_function("vector_add").map_err(cuda)?;
+/// Runs the kernel on `index` and compares with the CPU.
+pub fn run(index: usize, n: u64) -> Result<Report, String> {
+    let dev = device(index)?;
+    dev.reserve(3 * 4 * n)?;
+    let function = dev.function(SOURCE, "vector_add")?;
+    let stream = &dev.stream;
+    let cuda = |e| cuda_error(e, index);
 
     let len = n as usize;
     let a: Vec<f32> = (0..len).map(|i| (i % 1024) as f32 * 0.5).collect();

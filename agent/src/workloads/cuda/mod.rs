@@ -1,0 +1,194 @@
+//! CUDA workloads, run on the device indices the balancer assigned.
+//!
+//! Each GPU gets one [`Device`] for the agent's lifetime: its context, a
+//! stream, and the kernels compiled for it so far (NVRTC runs once per
+//! kernel per device, not per job). Every entry point runs on a blocking
+//! thread (the caller uses `spawn_blocking`) and turns CUDA failures into
+//! the job's error text: a compile error carries NVRTC's log, and running
+//! out of GPU memory says so (the job is retried, elsewhere when possible),
+//! never crashing the agent.
+
+pub mod kernel;
+pub mod matmul;
+pub mod reduce;
+pub mod saxpy;
+pub mod vector_add;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
+use cudarc::nvrtc::CompileError;
+
+/// Every CUDA kind the agent runs.
+pub const KINDS: &[&str] = &[
+    vector_add::KIND,
+    saxpy::KIND,
+    reduce::KIND,
+    matmul::KIND,
+    kernel::KIND,
+];
+
+/// Runs CUDA kind `kind` on device `index` (blocking).
+pub fn run(
+    kind: &str,
+    index: usize,
+    args: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    match kind {
+        vector_add::KIND => vector_add::run_json(index, args),
+        saxpy::KIND => saxpy::run_json(index, args),
+        reduce::KIND => reduce::run_json(index, args),
+        matmul::KIND => matmul::run_json(index, args),
+        kernel::KIND => kernel::run_json(index, args),
+        other => Err(format!("unknown CUDA kind {other:?}")),
+    }
+}
+
+/// One GPU as the agent uses it.
+pub struct Device {
+    pub index: usize,
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<String, Arc<CudaModule>>>,
+}
+
+/// The device with this index, opened on first use. Callers must have
+/// checked that the driver is present ([`crate::gpu::driver_present`]).
+pub fn device(index: usize) -> Result<Arc<Device>, String> {
+    static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
+    let mut devices = DEVICES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(d) = devices.get(&index) {
+        return Ok(d.clone());
+    }
+    let ctx = CudaContext::new(index).map_err(|e| cuda_error(e, index))?;
+    let stream = ctx.default_stream();
+    let d = Arc::new(Device {
+        index,
+        ctx,
+        stream,
+        modules: Mutex::new(HashMap::new()),
+    });
+    devices.insert(index, d.clone());
+    Ok(d)
+}
+
+impl Device {
+    /// The function `entry` of `source`, compiled once per device (keyed
+    /// by the source itself, so a user's kernel is cached as well).
+    pub fn function(&self, source: &str, entry: &str) -> Result<CudaFunction, String> {
+        let module = {
+            let mut modules = self
+                .modules
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match modules.get(source) {
+                Some(m) => m.clone(),
+                None => {
+                    let ptx = cudarc::nvrtc::compile_ptx(source).map_err(compile_error)?;
+                    let m = self
+                        .ctx
+                        .load_module(ptx)
+                        .map_err(|e| cuda_error(e, self.index))?;
+                    modules.insert(source.to_string(), m.clone());
+                    m
+                }
+            }
+        };
+        module
+            .load_function(entry)
+            .map_err(|e| format!("kernel entry point {entry:?} not found: {e}"))
+    }
+
+    /// Fails before any allocation when the device lacks `bytes` of free
+    /// memory: the attempt fails cleanly and is retried elsewhere.
+    pub fn reserve(&self, bytes: u64) -> Result<(), String> {
+        let (free, total) = self
+            .ctx
+            .mem_get_info()
+            .map_err(|e| cuda_error(e, self.index))?;
+        if bytes > free as u64 {
+            return Err(format!(
+                "GPU out of memory: needs {} MiB, {} MiB free of {} MiB on GPU {}",
+                bytes >> 20,
+                free >> 20,
+                total >> 20,
+                self.index
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A driver error as job error text; out-of-memory is named as such.
+pub fn cuda_error(e: DriverError, index: usize) -> String {
+    if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        format!("GPU out of memory on GPU {index}: {e}")
+    } else {
+        format!("CUDA error on GPU {index}: {e}")
+    }
+}
+
+/// A compile failure as job error text, with NVRTC's log.
+pub fn compile_error(e: CompileError) -> String {
+    match e {
+        CompileError::CompileError { log, .. } => {
+            format!("kernel does not compile:\n{}", log.to_string_lossy())
+        }
+        other => format!("kernel does not compile: {other:?}"),
+    }
+}
+
+/// A `u64` argument `name` in `1..=max`.
+pub fn positive(args: &serde_json::Value, name: &str, max: u64) -> Result<u64, String> {
+    let v = args
+        .get(name)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| format!("\"{name}\" must be a positive integer"))?;
+    if v == 0 || v > max {
+        return Err(format!("\"{name}\" must be 1..={max}, got {v}"));
+    }
+    Ok(v)
+}
+
+/// A fixed pseudo-random sequence in [-1, 1) (splitmix64), for inputs
+/// that the CPU reference can recompute.
+pub fn inputs(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn argument_checks_come_before_any_cuda_call() {
+        assert_eq!(positive(&json!({"n": 5}), "n", 10), Ok(5));
+        assert!(positive(&json!({"n": 0}), "n", 10).is_err());
+        assert!(positive(&json!({"n": 11}), "n", 10).is_err());
+        assert!(positive(&json!({"n": "5"}), "n", 10).is_err());
+        assert!(positive(&json!({}), "n", 10).is_err());
+    }
+
+    #[test]
+    fn inputs_are_repeatable_and_bounded() {
+        let a = inputs(7, 1000);
+        assert_eq!(a, inputs(7, 1000));
+        assert!(a.iter().all(|x| (-1.0..1.0).contains(x)));
+        assert_ne!(a, inputs(8, 1000));
+    }
+}

@@ -1,0 +1,87 @@
+//! `cuda.saxpy`: `{"n": N, "a": A}` — y ← a·x + y over N f32 elements,
+//! checked element by element against the CPU.
+
+use std::time::Instant;
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use serde_json::{json, Value};
+
+use super::{cuda_error, device, inputs, positive};
+
+pub const KIND: &str = "cuda.saxpy";
+pub const MAX_N: u64 = 1 << 28;
+
+const SOURCE: &str = r#"
+extern "C" __global__ void saxpy(float a, const float* x, float* y, unsigned int n) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { y[i] = a * x[i] + y[i]; }
+}
+"#;
+
+/// The checked arguments.
+pub fn parse(args: &Value) -> Result<(u64, f32), String> {
+    let n = positive(args, "n", MAX_N).map_err(|e| format!("{KIND}: {e}"))?;
+    let a = match args.get("a") {
+        None => 2.0,
+        Some(v) => {
+            v.as_f64()
+                .filter(|a| a.is_finite())
+                .ok_or_else(|| format!("{KIND}: \"a\" must be a finite number"))? as f32
+        }
+    };
+    Ok((n, a))
+}
+
+pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
+    let (n, a) = parse(args)?;
+    let dev = device(index)?;
+    dev.reserve(2 * 4 * n)?;
+    let function = dev.function(SOURCE, "saxpy")?;
+    let stream = &dev.stream;
+    let cuda = |e| cuda_error(e, index);
+    let len = n as usize;
+    let x = inputs(1, len);
+    let y = inputs(2, len);
+    let x_dev = stream.clone_htod(&x).map_err(cuda)?;
+    let mut y_dev = stream.clone_htod(&y).map_err(cuda)?;
+    let n32 = n as u32;
+    stream.synchronize().map_err(cuda)?;
+    let began = Instant::now();
+    let mut launch = stream.launch_builder(&function);
+    launch.arg(&a).arg(&x_dev).arg(&mut y_dev).arg(&n32);
+    // SAFETY: (float, const float*, float*, unsigned int) matches the
+    // kernel; both buffers hold n elements and the kernel guards i < n.
+    unsafe { launch.launch(LaunchConfig::for_num_elems(n32)) }.map_err(cuda)?;
+    stream.synchronize().map_err(cuda)?;
+    let device_ms = began.elapsed().as_secs_f64() * 1000.0;
+    let out = stream.clone_dtoh(&y_dev).map_err(cuda)?;
+    let mut max_abs_error = 0f32;
+    let mut checksum = 0f64;
+    for i in 0..len {
+        max_abs_error = max_abs_error.max((out[i] - (a * x[i] + y[i])).abs());
+        checksum += f64::from(out[i]);
+    }
+    if max_abs_error > 1e-5 {
+        return Err(format!(
+            "{KIND}: GPU differs from the CPU reference by {max_abs_error}"
+        ));
+    }
+    Ok(json!({
+        "n": n, "a": a, "checksum": checksum, "max_abs_error": max_abs_error,
+        "device_ms": device_ms,
+        "gb_per_s": 3.0 * 4.0 * n as f64 / (device_ms / 1000.0) / 1e9,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_arguments_before_touching_cuda() {
+        assert_eq!(parse(&json!({"n": 8})), Ok((8, 2.0)));
+        assert_eq!(parse(&json!({"n": 8, "a": 0.5})), Ok((8, 0.5)));
+        assert!(parse(&json!({"n": 8, "a": "x"})).is_err());
+        assert!(parse(&json!({"n": 0})).is_err());
+    }
+}
