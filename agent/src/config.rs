@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "FLEET_EXEC_ENV", value_delimiter = ',')]
     pub exec_env: Vec<String>,
 
+    /// Measure each GPU (f16 GEMM TFLOP/s, memory GB/s) before
+    /// registering, so the balancer's speed score starts from a measurement.
+    #[arg(long, env = "FLEET_BENCHMARK_ON_START")]
+    pub benchmark_on_start: bool,
+
     /// Pretend to have these GPUs ("NAME:MEM:CC,…", e.g.
     /// "H100:80GiB:9.0,RTX4090:24GiB:8.9"), for placement tests without
     /// hardware. Simulated GPUs run no CUDA work.

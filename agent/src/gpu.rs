@@ -50,7 +50,25 @@ fn describe(index: usize) -> Result<GpuInfo, cudarc::driver::DriverError> {
         name: ctx.name()?,
         memory_mb: (ctx.total_mem()? / (1024 * 1024)) as u64,
         compute_capability: format!("{major}.{minor}"),
+        gemm_tflops: None,
+        memory_gb_per_s: None,
     })
+}
+
+/// Each usable GPU's index and UUID (NVML's text form), for telemetry.
+pub fn uuids() -> Vec<(u32, String)> {
+    if !driver_present() {
+        return Vec::new();
+    }
+    let count = CudaContext::device_count().unwrap_or(0).max(0) as usize;
+    (0..count)
+        .filter_map(|i| {
+            let ctx = CudaContext::new(i).ok()?;
+            let uuid = ctx.uuid().ok()?;
+            let bytes: [u8; 16] = uuid.bytes.map(|b| b as u8);
+            Some((i as u32, crate::telemetry::uuid_text(&bytes)))
+        })
+        .collect()
 }
 
 /// The driver's CUDA version, e.g. 12080; `None` without a driver.

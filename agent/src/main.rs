@@ -15,6 +15,7 @@ mod reporter;
 mod runner;
 mod selftest;
 mod simulate;
+mod telemetry;
 mod workloads;
 
 use std::sync::Arc;
@@ -41,7 +42,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let simulated = config.simulate_gpus.clone().map(|s| s.0);
     let exec = workloads::exec::ExecPolicy::new(config.allow_exec.clone(), config.exec_env.clone())
         .map_err(anyhow::Error::msg)?;
-    let capabilities = capabilities::detect(&config.tags, simulated, exec.enabled());
+    let mut capabilities = capabilities::detect(&config.tags, simulated, exec.enabled());
+    if config.benchmark_on_start && config.simulate_gpus.is_none() && !capabilities.gpus.is_empty()
+    {
+        let mut gpus = std::mem::take(&mut capabilities.gpus);
+        gpus = tokio::task::spawn_blocking(move || {
+            capabilities::benchmark(&mut gpus);
+            gpus
+        })
+        .await?;
+        capabilities.gpus = gpus;
+    }
     let nats = async_nats::ConnectOptions::new()
         .name(format!("fleet-agent {agent_id}"))
         .retry_on_initial_connect()
@@ -54,7 +65,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let agents: Vec<(String, workloads::Workloads)> = match config.simulate {
         None => vec![(
             agent_id.clone(),
-            workloads::Workloads::detect(!config.fault_no_timeouts, exec.clone()),
+            workloads::Workloads::detect(
+                !config.fault_no_timeouts,
+                exec.clone(),
+                config.simulate_gpus.is_none(),
+            ),
         )],
         Some(n) => (0..n)
             .map(|k| {

@@ -238,6 +238,8 @@ mod tests {
                         name: "gpu".into(),
                         memory_mb: *mem,
                         compute_capability: cc.to_string(),
+                        gemm_tflops: None,
+                        memory_gb_per_s: None,
                     })
                     .collect(),
                 ..Capabilities::default()

@@ -13,6 +13,13 @@ pub struct GpuInfo {
     pub memory_mb: u64,
     /// `"major.minor"`, e.g. `"9.0"` for an H100.
     pub compute_capability: String,
+    /// Measured f16 GEMM throughput, when the agent ran its start-up
+    /// benchmark (`--benchmark-on-start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_tflops: Option<f64>,
+    /// Measured memory bandwidth (vector add), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gb_per_s: Option<f64>,
 }
 
 /// An agent's declared capabilities.
@@ -182,6 +189,8 @@ pub fn parse_simulated_gpus(spec: &str) -> Result<Vec<GpuInfo>, String> {
                 name: name.to_string(),
                 memory_mb: parse_memory_mb(mem)?,
                 compute_capability: cc.to_string(),
+                gemm_tflops: None,
+                memory_gb_per_s: None,
             })
         })
         .collect()
@@ -215,6 +224,8 @@ mod tests {
             name: "test".into(),
             memory_mb: mem,
             compute_capability: cc.into(),
+            gemm_tflops: None,
+            memory_gb_per_s: None,
         }
     }
 

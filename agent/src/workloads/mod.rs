@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::gpu;
 use crate::simulate::Simulation;
+use crate::telemetry::Telemetry;
 use exec::ExecPolicy;
 
 /// The kinds this agent offers: GPU kinds only with a usable GPU, `exec`
@@ -40,15 +41,24 @@ pub struct Workloads {
     /// A simulated agent's jobs only take time.
     simulation: Option<Simulation>,
     exec: ExecPolicy,
+    telemetry: Telemetry,
 }
 
 impl Workloads {
-    pub fn detect(enforce_timeouts: bool, exec: ExecPolicy) -> Workloads {
+    /// The workloads of this machine; `real_gpus` false (for an agent
+    /// declaring simulated GPUs) keeps every CUDA call away.
+    pub fn detect(enforce_timeouts: bool, exec: ExecPolicy, real_gpus: bool) -> Workloads {
+        let has_gpu = real_gpus && gpu::driver_present() && gpu::nvrtc_present();
         Workloads {
-            has_gpu: gpu::driver_present() && gpu::nvrtc_present(),
+            has_gpu,
             enforce_timeouts,
             simulation: None,
             exec,
+            telemetry: if has_gpu {
+                Telemetry::open(gpu::uuids())
+            } else {
+                Telemetry::none()
+            },
         }
     }
 
@@ -59,25 +69,29 @@ impl Workloads {
             enforce_timeouts: true,
             simulation: Some(simulation),
             exec: ExecPolicy::default(),
+            telemetry: Telemetry::none(),
         }
     }
 
-    /// Each local GPU's free memory, for heartbeats (none without a
-    /// driver, or for simulated GPUs). Temperature and utilization need
-    /// NVML, which the agent does not read yet.
+    /// Each local GPU's free memory, temperature and utilization, for
+    /// heartbeats (none without a driver, or for simulated GPUs; no
+    /// temperature or utilization without NVML).
     pub fn gpu_status(&self, gpus: &[fleet_protocol::GpuInfo]) -> Vec<fleet_protocol::GpuStatus> {
         if !self.has_gpu || self.simulation.is_some() {
             return Vec::new();
         }
         gpus.iter()
-            .map(|g| fleet_protocol::GpuStatus {
-                index: g.index,
-                free_mb: cuda::device(g.index as usize)
-                    .ok()
-                    .and_then(|d| d.ctx.mem_get_info().ok())
-                    .map(|(free, _)| (free >> 20) as u64),
-                temperature_c: None,
-                utilization_pct: None,
+            .map(|g| {
+                let (temperature_c, utilization_pct) = self.telemetry.read(g.index);
+                fleet_protocol::GpuStatus {
+                    index: g.index,
+                    free_mb: cuda::device(g.index as usize)
+                        .ok()
+                        .and_then(|d| d.ctx.mem_get_info().ok())
+                        .map(|(free, _)| (free >> 20) as u64),
+                    temperature_c,
+                    utilization_pct,
+                }
             })
             .collect()
     }

@@ -63,13 +63,28 @@ impl Weights {
 }
 
 /// Speed for a kind on an agent: the fastest known average run time over
-/// this agent's (1.0 for the fastest); 1.0 when there is no history yet,
-/// so new agents get tried.
-fn speed(agent: &AgentView, kind: &str, fastest_ms: Option<f64>) -> f64 {
+/// this agent's (1.0 for the fastest). Without history, a GPU job falls
+/// back on the agents' measured GEMM throughput (`--benchmark-on-start`)
+/// against the best among the candidates; with neither, 1.0, so new
+/// agents get tried.
+fn speed(agent: &AgentView, kind: &str, fastest_ms: Option<f64>, best_tflops: Option<f64>) -> f64 {
     match (agent.perf.get(kind), fastest_ms) {
         (Some(p), Some(best)) if p.ms > 0.0 && best > 0.0 => (best / p.ms).clamp(0.0, 1.0),
-        _ => 1.0,
+        _ => match (measured_tflops(agent), best_tflops) {
+            (Some(mine), Some(best)) if best > 0.0 => (mine / best).clamp(0.0, 1.0),
+            _ => 1.0,
+        },
     }
+}
+
+/// The best measured GEMM throughput among the agent's GPUs.
+pub fn measured_tflops(agent: &AgentView) -> Option<f64> {
+    agent
+        .capabilities
+        .gpus
+        .iter()
+        .filter_map(|g| g.gemm_tflops)
+        .reduce(f64::max)
 }
 
 /// Success rate for a kind on an agent, falling back to its overall rate.
@@ -100,7 +115,7 @@ pub fn score(
     free_slots: u32,
     weights: Weights,
     job: Option<&JobContext<'_>>,
-    fastest_ms: Option<f64>,
+    (fastest_ms, best_tflops): (Option<f64>, Option<f64>),
 ) -> f64 {
     let availability = if agent.slots == 0 {
         0.0
@@ -110,7 +125,7 @@ pub fn score(
     let (success, speed, warm, wastes_gpu) = match job {
         Some(j) => (
             success(agent, &j.job.kind),
-            speed(agent, &j.job.kind, fastest_ms),
+            speed(agent, &j.job.kind, fastest_ms, best_tflops),
             j.family.is_some_and(|f| agent.is_warm_for(f, j.now_ms)),
             j.gpu_demand
                 && !agent.capabilities.gpus.is_empty()
@@ -147,8 +162,18 @@ impl Policy for Composite {
             .filter_map(|f| f.agent.perf.get(&job.job.kind).map(|p| p.ms))
             .filter(|ms| *ms > 0.0)
             .min_by(f64::total_cmp);
+        let best_tflops = feasible
+            .iter()
+            .filter_map(|f| measured_tflops(f.agent))
+            .reduce(f64::max);
         best_by(feasible, |f| {
-            score(f.agent, f.free_slots, self.weights, Some(job), fastest_ms)
+            score(
+                f.agent,
+                f.free_slots,
+                self.weights,
+                Some(job),
+                (fastest_ms, best_tflops),
+            )
         })
     }
 }
@@ -238,9 +263,34 @@ mod tests {
             name: "H100".into(),
             memory_mb: 81_920,
             compute_capability: "9.0".into(),
+            gemm_tflops: None,
+            memory_gb_per_s: None,
         });
         let cpu_box = agent("b-cpu", 4, 1);
         assert_eq!(choose(&[gpu_box, cpu_box], None), "b-cpu");
+    }
+
+    #[test]
+    fn measured_gpus_steer_jobs_before_any_history() {
+        let with_gpu = |id: &str, tflops: f64| {
+            let mut a = agent(id, 4, 0);
+            a.capabilities.gpus.push(fleet_protocol::GpuInfo {
+                index: 0,
+                name: "gpu".into(),
+                memory_mb: 81_920,
+                compute_capability: "9.0".into(),
+                gemm_tflops: Some(tflops),
+                memory_gb_per_s: None,
+            });
+            a
+        };
+        assert_eq!(
+            choose(
+                &[with_gpu("a-slow", 150.0), with_gpu("b-fast", 600.0)],
+                None
+            ),
+            "b-fast"
+        );
     }
 
     #[test]
