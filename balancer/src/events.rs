@@ -114,6 +114,7 @@ impl BatchHandler for Events {
                     messages.push(message);
                 }
                 Err(error) => {
+                    crate::metrics::rejected("event", error.reason());
                     tracing::warn!(subject = %message.subject, %error, "bad event dropped");
                     if let Err(e) = self.store.count("bad_events", 1).await {
                         tracing::warn!(error = %e, "cannot count bad event");
@@ -175,8 +176,11 @@ impl BatchHandler for Events {
         if freed {
             self.wake.notify_one();
         }
+        let published = std::time::Instant::now();
         for (i, ack) in publishes {
-            if let Err(e) = ack.await {
+            let outcome = ack.await;
+            crate::metrics::nats_ack(published.elapsed());
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "result publish not acknowledged");
                 failed_publish[i] = true;
             }
@@ -284,6 +288,7 @@ impl Events {
                 if accepted {
                     tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
                     self.directory.released(agent, &e.job_id, true);
+                    crate::metrics::jobs("succeeded", 1);
                 }
                 let at = |i: usize| reply.get(i).and_then(|v| v.parse::<u64>().ok());
                 let timing = match (at(2), at(3), at(4)) {
@@ -295,6 +300,12 @@ impl Events {
                     }),
                     _ => None,
                 };
+                if let (true, Some(t)) = (accepted, timing) {
+                    crate::metrics::job_timing(
+                        t.started_at_ms.saturating_sub(t.submitted_at_ms),
+                        now.saturating_sub(t.started_at_ms),
+                    );
+                }
                 let result = JobResult {
                     job_id: e.job_id.clone(),
                     state: JobState::Succeeded,
@@ -309,6 +320,8 @@ impl Events {
             }
             (AgentEvent::Failed(e), "requeued") => {
                 tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
+                crate::metrics::jobs("failed_attempt", 1);
+                crate::metrics::jobs("retried", 1);
                 self.directory.released(agent, &e.job_id, false);
                 Outcome::Freed
             }
@@ -316,6 +329,8 @@ impl Events {
                 let fresh = status == "dead";
                 if fresh {
                     tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
+                    crate::metrics::jobs("failed_attempt", 1);
+                    crate::metrics::jobs("dead", 1);
                     self.directory.released(agent, &e.job_id, false);
                 }
                 let result = JobResult {
@@ -332,6 +347,9 @@ impl Events {
             }
             (_, "ok" | "duplicate") => Outcome::Nothing,
             (_, other) => {
+                if other == "stale" {
+                    crate::metrics::rejected("event", "stale");
+                }
                 tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, "event changed nothing");
                 Outcome::Nothing
             }

@@ -55,6 +55,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Jobs ending per second (the leader's count).
     pub finished: Arc<Rate>,
+    /// Renders `/metrics`; `None` when another recorder owns the process.
+    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Serves the API on `listener` until the server fails.
@@ -62,6 +64,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/api/admin/load-balancer", get(load_balancer))
+        .route("/metrics", get(prometheus_metrics))
         .route("/api/admin/audit", get(audit_report))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/cancel", post(cancel))
@@ -101,6 +104,35 @@ async fn load_balancer(State(state): State<AppState>) -> Response {
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
     }
+}
+
+async fn prometheus_metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = &state.prometheus else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "metrics are not recorded in this process".into(),
+        );
+    };
+    let now = now_ms();
+    let doc = stats::collect(&state.store, &state.directory, now).await;
+    let by_priority = state.store.queue_by_priority().await;
+    match (doc, by_priority) {
+        (Ok(mut doc), Ok(by_priority)) => {
+            doc.set_throughput(state.finished.per_second(now));
+            crate::metrics::fleet_gauges(&doc, &by_priority);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "metrics: cannot read the fleet from Redis")
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 async fn audit_report(State(state): State<AppState>) -> Response {
@@ -163,6 +195,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Respon
                 control::send(&state.js.client(), agent, &stop).await;
             }
             tracing::info!(job_id = %id, "job cancelled by operator");
+            crate::metrics::jobs("cancelled", 1);
             let result = JobResult {
                 job_id: id.clone(),
                 state: JobState::Cancelled,

@@ -84,7 +84,10 @@ impl BatchHandler for Intake {
             }
             durable::ack(message).await;
         }
-        if outcomes.contains(&Enqueued::Queued) {
+        let queued = outcomes.iter().filter(|o| **o == Enqueued::Queued).count();
+        crate::metrics::jobs("submitted", queued as u64);
+        crate::metrics::jobs("duplicate", (outcomes.len() - queued) as u64);
+        if queued > 0 {
             self.wake.notify_one();
         }
         self.hold_while_full(depth).await;
@@ -95,6 +98,7 @@ impl Intake {
     /// Refuses one submission: logged, counted, announced, dropped.
     async fn reject(&self, message: &jetstream::Message, error: InvalidJob) {
         let job_id = claimed_id(message);
+        crate::metrics::rejected("submission", error.reason());
         tracing::warn!(job_id = job_id.as_deref().unwrap_or("-"), reason = error.reason(), %error, "submission rejected");
         let rejection = Rejection {
             job_id,

@@ -33,6 +33,7 @@ pub mod events;
 pub mod http;
 pub mod intake;
 pub mod leadership;
+pub mod metrics;
 pub mod placement;
 pub mod policy;
 pub mod rate;
@@ -60,6 +61,7 @@ pub use config::Config;
 /// lost, then stands by again.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let prometheus = metrics::install();
     let watch = Arc::new(watch::Watch::new());
     let finished = Arc::new(rate::Rate::new(Duration::from_secs(60)));
     let watch_events = watch.clone();
@@ -107,6 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             js: js.clone(),
             wake: wake.clone(),
             finished: finished.clone(),
+            prometheus,
         },
     ));
 

@@ -64,7 +64,8 @@ pub async fn run(
                     }
                 }
             }
-            match round(
+            let began = std::time::Instant::now();
+            let outcome = round(
                 &nats,
                 &store,
                 &directory,
@@ -72,8 +73,12 @@ pub async fn run(
                 &families,
                 &config,
             )
-            .await
-            {
+            .await;
+            if let Ok(placed) = outcome {
+                crate::metrics::schedule_round(began.elapsed(), placed);
+                crate::metrics::jobs("assigned", placed as u64);
+            }
+            match outcome {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(e) => {

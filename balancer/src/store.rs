@@ -377,10 +377,12 @@ impl Store {
                 .arg(job.max_attempts)
                 .arg(serde_json::to_string(&job.requires).unwrap_or_else(|_| "{}".into()));
         }
+        let began = std::time::Instant::now();
         let mut reply: Vec<String> = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
+        crate::metrics::redis_call("enqueue", began.elapsed());
         let depth = reply
             .pop()
             .and_then(|d| d.parse().ok())
@@ -400,6 +402,7 @@ impl Store {
 
     /// `limit` queued jobs from `offset` on, in priority then arrival order.
     pub async fn peek(&self, limit: usize, offset: usize) -> StoreResult<Vec<QueuedJob>> {
+        let began = std::time::Instant::now();
         let reply: Vec<String> = self
             .scripts
             .peek
@@ -409,6 +412,7 @@ impl Store {
             .arg(offset)
             .invoke_async(&mut self.conn.clone())
             .await?;
+        crate::metrics::redis_call("peek", began.elapsed());
         if !reply.len().is_multiple_of(7) {
             return Err(reply_error("peek", "7 fields per job expected"));
         }
@@ -440,10 +444,12 @@ impl Store {
                 .arg(gpus.join(","))
                 .arg(p.timeout_ms);
         }
+        let began = std::time::Instant::now();
         let reply: Vec<String> = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
+        crate::metrics::redis_call("assign", began.elapsed());
         if reply.len() != placements.len() {
             return Err(reply_error("assign", "one outcome per placement expected"));
         }
@@ -474,10 +480,12 @@ impl Store {
         for field in &batch.fields {
             call.arg(field);
         }
+        let began = std::time::Instant::now();
         let reply: Vec<Vec<String>> = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
+        crate::metrics::redis_call("events", began.elapsed());
         if reply.len() != batch.events {
             return Err(reply_error("events", "one reply per event expected"));
         }
@@ -488,6 +496,22 @@ impl Store {
     pub async fn count(&self, field: &str, n: i64) -> StoreResult<()> {
         let _: i64 = self.conn.clone().hincr(self.keys.stats(), field, n).await?;
         Ok(())
+    }
+
+    /// Queued (not parked) jobs per priority class, highest first.
+    pub async fn queue_by_priority(&self) -> StoreResult<Vec<(&'static str, u64)>> {
+        // Scores are (3 − rank) · 2⁴⁴ + arrival: one band per class.
+        const SPAN: u64 = 1 << 44;
+        let mut pipe = redis::pipe();
+        for rank in (0..4u64).rev() {
+            let low = (3 - rank) * SPAN;
+            pipe.zcount(self.keys.queue(), low, format!("({}", low + SPAN));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(["urgent", "high", "normal", "low"]
+            .into_iter()
+            .zip(counts)
+            .collect())
     }
 
     /// Queued jobs, parked ones included.

@@ -90,10 +90,13 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
     match outcome {
         Expired::AgentLost(agent) => {
             tracing::warn!(agent_id = %agent, "agent lost: no heartbeat within the timeout; its leases are re-queued");
+            metrics::counter!("fleet_agents_lost_total").increment(1);
             directory.mark_dead(&agent);
         }
         Expired::Requeued { job_id, agent_id } => {
             tracing::info!(job_id = %job_id, agent_id = %agent_id, "lease expired; job re-queued");
+            crate::metrics::jobs("failed_attempt", 1);
+            crate::metrics::jobs("retried", 1);
             directory.released(&agent_id, &job_id, false);
         }
         Expired::Dead {
@@ -102,6 +105,8 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
             history,
         } => {
             tracing::warn!(job_id = %job_id, agent_id = %agent_id, "lease expired on the last attempt; job dead-lettered");
+            crate::metrics::jobs("failed_attempt", 1);
+            crate::metrics::jobs("dead", 1);
             directory.released(&agent_id, &job_id, false);
             let result = results::dead(&job_id, &history, now_ms());
             results::publish_reliably(js, &result).await;
@@ -112,6 +117,7 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
             history,
         } => {
             tracing::warn!(job_id = %job_id, %error, "job dead-lettered: unschedulable too long");
+            crate::metrics::jobs("dead", 1);
             let mut result = results::dead(&job_id, &history, now_ms());
             result.error = Some(error);
             results::publish_reliably(js, &result).await;

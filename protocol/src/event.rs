@@ -120,6 +120,18 @@ pub enum BadEvent {
     AgentMismatch { subject: String, body: String },
 }
 
+impl BadEvent {
+    /// A short stable name for counters and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BadEvent::Subject(_) => "bad_subject",
+            BadEvent::UnknownType(_) => "unknown_type",
+            BadEvent::Malformed { .. } => "malformed",
+            BadEvent::AgentMismatch { .. } => "agent_mismatch",
+        }
+    }
+}
+
 impl AgentEvent {
     /// The `<type>` token of this event's subject.
     pub fn type_name(&self) -> &'static str {
