@@ -62,6 +62,8 @@ pub struct AppState {
 /// Serves the API on `listener` until the server fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     let app = Router::new()
+        .route("/", get(crate::dashboard::page))
+        .route("/api/stream", get(crate::dashboard::stream))
         .route("/healthz", get(healthz))
         .route("/api/admin/load-balancer", get(load_balancer))
         .route("/metrics", get(prometheus_metrics))

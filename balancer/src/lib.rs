@@ -27,6 +27,7 @@ pub mod analysis;
 pub mod audit;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod directory;
 pub mod durable;
 pub mod events;

@@ -14,7 +14,7 @@ use crate::policy::{score, Weights};
 use crate::store::{Store, StoreResult};
 
 /// The fleet-wide document. Field names are a contract (DESIGN.md).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StatsDocument {
     pub total_agents: usize,
     pub healthy_agents: usize,
@@ -55,7 +55,7 @@ impl StatsDocument {
 }
 
 /// One agent's line in the document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AgentStats {
     pub agent_id: String,
     pub current_jobs: u32,

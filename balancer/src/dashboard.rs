@@ -1,0 +1,68 @@
+//! The live dashboard: `GET /` serves one self-contained page (no CDN, no
+//! library: the balancer may have no internet), which follows
+//! `GET /api/stream`, server-sent events carrying a snapshot every second:
+//! the stats document, queue depth by priority, and the latest dead
+//! letters.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Html;
+use fleet_protocol::time::now_ms;
+use futures::Stream;
+use serde_json::{json, Value};
+
+use crate::http::AppState;
+use crate::stats;
+
+const PAGE: &str = include_str!("dashboard/index.html");
+const PERIOD: Duration = Duration::from_secs(1);
+const RECENT_DEAD: usize = 10;
+
+pub async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// One snapshot, or `None` while Redis cannot be read.
+async fn snapshot(state: &AppState) -> Option<Value> {
+    let now = now_ms();
+    let mut doc = stats::collect(&state.store, &state.directory, now)
+        .await
+        .ok()?;
+    doc.set_throughput(state.finished.per_second(now));
+    let by_priority = state.store.queue_by_priority().await.ok()?;
+    let mut dead = Vec::new();
+    for id in state.store.dead_letters(RECENT_DEAD).await.ok()? {
+        if let Ok(Some(job)) = state.store.job(&id).await {
+            let attempts = job
+                .get("history")
+                .and_then(|h| serde_json::from_str::<Vec<Value>>(h).ok())
+                .map_or(0, |h| h.len());
+            dead.push(json!({
+                "id": id,
+                "kind": job.get("kind"),
+                "error": job.get("error"),
+                "attempts": attempts,
+            }));
+        }
+    }
+    Some(json!({"at_ms": now, "stats": doc, "queue_by_priority": by_priority, "dead": dead}))
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let ticks = futures::stream::unfold((state, true), |(state, first)| async move {
+        if !first {
+            tokio::time::sleep(PERIOD).await;
+        }
+        let event = match snapshot(&state).await {
+            Some(s) => Event::default().event("snapshot").data(s.to_string()),
+            None => Event::default().comment("redis unreachable"),
+        };
+        Some((Ok(event), (state, false)))
+    });
+    Sse::new(ticks).keep_alive(KeepAlive::default())
+}
