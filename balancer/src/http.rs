@@ -68,6 +68,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
         .route("/api/admin/load-balancer", get(load_balancer))
         .route("/metrics", get(prometheus_metrics))
         .route("/api/admin/audit", get(audit_report))
+        .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/cancel", post(cancel))
         .route("/api/jobs/{id}/retry", post(retry))
@@ -158,6 +159,39 @@ async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response 
 #[derive(Deserialize)]
 struct Limit {
     limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct JobFilter {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn jobs(State(state): State<AppState>, Query(q): Query<JobFilter>) -> Response {
+    if let Some(s) = q.state.as_deref() {
+        if JobState::parse(s).is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown state {s:?}: queued, assigned, running, succeeded, dead or cancelled"
+                ),
+            );
+        }
+    }
+    let limit = q.limit.unwrap_or(50).min(10_000);
+    let ids = match state.store.job_ids(q.state.as_deref(), limit).await {
+        Ok(ids) => ids,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+    };
+    let mut list = Vec::with_capacity(ids.len());
+    for id in ids {
+        match state.store.job(&id).await {
+            Ok(Some(h)) => list.push(job_view(&h)),
+            Ok(None) => {}
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+        }
+    }
+    Json(json!({ "jobs": list })).into_response()
 }
 
 async fn dead_letters(State(state): State<AppState>, Query(q): Query<Limit>) -> Response {

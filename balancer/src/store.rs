@@ -334,6 +334,67 @@ impl Store {
         })
     }
 
+    /// Up to `limit` job ids in `state` (any state when `None`): from the
+    /// index that holds them where there is one (queue, leases, dead
+    /// letters), else by scanning the job keys.
+    pub async fn job_ids(&self, state: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let stop = limit.max(1) as isize - 1;
+        let from_index = |ids: Vec<String>| ids.into_iter().take(limit).collect::<Vec<_>>();
+        match state {
+            Some("queued") => {
+                let mut ids: Vec<String> = conn.zrange(self.keys.queue(), 0, stop).await?;
+                let parked: Vec<String> = conn.zrange(self.keys.parked(), 0, stop).await?;
+                ids.extend(parked);
+                Ok(from_index(ids))
+            }
+            Some("dead") => Ok(conn.zrevrange(self.keys.dead(), 0, stop).await?),
+            Some(s @ ("assigned" | "running")) => {
+                let leased: Vec<String> = conn.zrange(self.keys.leases(), 0, -1).await?;
+                let mut pipe = redis::pipe();
+                for id in &leased {
+                    pipe.hget(self.keys.job(id), "state");
+                }
+                let states: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                Ok(from_index(
+                    leased
+                        .into_iter()
+                        .zip(states)
+                        .filter(|(_, st)| st.as_deref() == Some(s))
+                        .map(|(id, _)| id)
+                        .collect(),
+                ))
+            }
+            _ => {
+                let prefix = self.keys.job("");
+                let mut found = Vec::new();
+                let mut iter: redis::AsyncIter<String> =
+                    conn.scan_match(format!("{prefix}*")).await?;
+                let mut keys = Vec::new();
+                while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                    keys.push(key?);
+                }
+                drop(iter);
+                for chunk in keys.chunks(500) {
+                    let mut pipe = redis::pipe();
+                    for key in chunk {
+                        pipe.hget(key, "state");
+                    }
+                    let states: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                    for (key, st) in chunk.iter().zip(states) {
+                        if state.is_none() || st.as_deref() == state {
+                            found.push(key.trim_start_matches(&prefix).to_string());
+                            if found.len() >= limit {
+                                return Ok(found);
+                            }
+                        }
+                    }
+                }
+                Ok(found)
+            }
+        }
+    }
+
     /// Dead-lettered job ids, newest first.
     pub async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<String>> {
         let stop = limit.max(1) as isize - 1;

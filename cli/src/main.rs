@@ -51,7 +51,23 @@ pub enum Command {
         id: String,
     },
     /// Show the fleet's stats document.
-    Stats,
+    Stats {
+        /// Refresh in place until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// List jobs, optionally in one state.
+    Jobs {
+        /// queued, assigned, running, succeeded, dead or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Cancel a queued or running job.
     Cancel {
         /// The job id.
@@ -94,7 +110,8 @@ async fn main() {
         Command::Submit(args) => commands::submit::run(&cli, args).await,
         Command::Wait { id, timeout } => commands::wait::run(&cli, id, *timeout).await,
         Command::Job { id } => commands::job::run(&cli, id).await,
-        Command::Stats => commands::stats::run(&cli).await,
+        Command::Stats { watch, interval } => commands::stats::run(&cli, *watch, *interval).await,
+        Command::Jobs { state, limit } => commands::job::list(&cli, state.as_deref(), *limit).await,
         Command::Cancel { id } => commands::lifecycle::run(&cli, id, "cancel").await,
         Command::Retry { id } => commands::lifecycle::run(&cli, id, "retry").await,
         Command::Dead { limit } => commands::dead::run(&cli, *limit).await,

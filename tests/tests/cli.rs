@@ -119,6 +119,23 @@ async fn operator_commands_work_end_to_end() -> anyhow::Result<()> {
         "a cancelled job is not a success"
     );
 
+    let out = fleetctl(
+        &fleet,
+        &["--json", "jobs", "--state", "dead", "--limit", "5"],
+    )?;
+    let listed = json_of(&out)?;
+    assert_eq!(listed["jobs"][0]["id"], "cli-doomed", "{listed}");
+    let out = fleetctl(
+        &fleet,
+        &["--json", "jobs", "--state", "succeeded", "--limit", "7"],
+    )?;
+    assert_eq!(json_of(&out)?["jobs"].as_array().map(Vec::len), Some(7));
+    let out = fleetctl(&fleet, &["jobs", "--state", "cancelled"])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli-long"));
+    let out = fleetctl(&fleet, &["jobs", "--state", "sleeping"])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown state"));
+
     let out = fleetctl(&fleet, &["audit"])?;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("all invariants hold"));

@@ -52,3 +52,41 @@ pub async fn run(cli: &Cli, id: &str) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+/// `fleetctl jobs [--state S] [--limit N]`.
+pub async fn list(cli: &Cli, state: Option<&str>, limit: usize) -> anyhow::Result<i32> {
+    let mut path = format!("/api/jobs?limit={limit}");
+    if let Some(s) = state {
+        path.push_str(&format!("&state={s}"));
+    }
+    let doc = balancer_api::get(&cli.balancer_url, &path).await?;
+    if cli.json {
+        println!("{doc}");
+        return Ok(0);
+    }
+    let jobs = doc["jobs"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<28} {:<16} {:<10} {:<8} {:>7}  AGENT / ERROR",
+        "JOB", "KIND", "STATE", "PRIORITY", "ATTEMPT"
+    );
+    for j in &jobs {
+        let detail = j["error"]
+            .as_str()
+            .or_else(|| j["unschedulable_reason"].as_str())
+            .or_else(|| j["agent_id"].as_str())
+            .unwrap_or("-");
+        println!(
+            "{:<28} {:<16} {:<10} {:<8} {:>7}  {}",
+            j["id"].as_str().unwrap_or("?"),
+            j["kind"].as_str().unwrap_or("?"),
+            j["state"].as_str().unwrap_or("?"),
+            j["priority"].as_str().unwrap_or("?"),
+            j["attempt"].as_u64().unwrap_or(0),
+            detail
+        );
+    }
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    Ok(0)
+}

@@ -1,15 +1,31 @@
 //! `fleetctl stats`: the fleet at a glance.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::{balancer_api, Cli};
 
-pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
-    let doc = balancer_api::get(&cli.balancer_url, "/api/admin/load-balancer").await?;
-    if cli.json {
-        println!("{doc}");
-        return Ok(0);
+pub async fn run(cli: &Cli, watch: bool, interval: Duration) -> anyhow::Result<i32> {
+    loop {
+        let doc = balancer_api::get(&cli.balancer_url, "/api/admin/load-balancer").await?;
+        if cli.json {
+            println!("{doc}");
+        } else {
+            if watch {
+                // Clear the screen and home the cursor: refresh in place.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_table(&doc);
+        }
+        if !watch {
+            return Ok(0);
+        }
+        tokio::time::sleep(interval).await;
     }
+}
+
+fn print_table(doc: &Value) {
     let n = |k: &str| doc[k].as_f64().unwrap_or(0.0);
     println!(
         "agents     {} healthy of {}",
@@ -67,5 +83,4 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
             );
         }
     }
-    Ok(0)
 }
