@@ -31,7 +31,7 @@ async fn snapshot(state: &AppState) -> Option<Value> {
     let mut doc = stats::collect(&state.store, &state.directory, now)
         .await
         .ok()?;
-    doc.set_throughput(state.finished.per_second(now));
+    doc.set_activity(&state.activity, now);
     let by_priority = state.store.queue_by_priority().await.ok()?;
     let mut dead = Vec::new();
     for id in state.store.dead_letters(RECENT_DEAD).await.ok()? {

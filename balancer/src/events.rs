@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::control;
 use crate::directory::Directory;
 use crate::durable::{self, BatchHandler};
-use crate::rate::Rate;
+use crate::rate::Activity;
 use crate::results;
 use crate::store::{EventArgs, Store};
 use crate::watch::Watch;
@@ -34,7 +34,7 @@ pub async fn run(
     directory: Arc<Directory>,
     wake: Arc<Notify>,
     watch: Arc<Watch>,
-    finished: Arc<Rate>,
+    activity: Arc<Activity>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
     let handler = Events {
@@ -43,7 +43,7 @@ pub async fn run(
         directory,
         wake,
         watch,
-        finished,
+        activity,
         config,
     };
     durable::consume(js, streams::EVENTS, DURABLE, handler).await
@@ -55,8 +55,8 @@ struct Events {
     directory: Arc<Directory>,
     wake: Arc<Notify>,
     watch: Arc<Watch>,
-    /// Jobs that ended, for the stats' throughput.
-    finished: Arc<Rate>,
+    /// What ended, for the stats' throughput and percentiles.
+    activity: Arc<Activity>,
     config: Arc<Config>,
 }
 
@@ -159,7 +159,7 @@ impl BatchHandler for Events {
                 Outcome::Publish(ended, freed_slot) => {
                     freed |= freed_slot;
                     if freed_slot {
-                        self.finished.add(ended.len() as u64, now);
+                        self.activity.finished.add(ended.len() as u64, now);
                     }
                     for result in ended {
                         match results::publish(&self.js, &result).await {
@@ -301,10 +301,10 @@ impl Events {
                     _ => None,
                 };
                 if let (true, Some(t)) = (accepted, timing) {
-                    crate::metrics::job_timing(
-                        t.started_at_ms.saturating_sub(t.submitted_at_ms),
-                        now.saturating_sub(t.started_at_ms),
-                    );
+                    let wait = t.started_at_ms.saturating_sub(t.submitted_at_ms);
+                    let run = now.saturating_sub(t.started_at_ms);
+                    crate::metrics::job_timing(wait, run);
+                    self.activity.recent.add(now, wait, run);
                 }
                 let result = JobResult {
                     job_id: e.job_id.clone(),

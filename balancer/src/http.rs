@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::directory::Directory;
-use crate::rate::Rate;
+use crate::rate::Activity;
 use crate::store::{Cancelled, Store};
 use crate::{audit, control, results, stats};
 
@@ -53,8 +53,8 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     pub js: jetstream::Context,
     pub wake: Arc<Notify>,
-    /// Jobs ending per second (the leader's count).
-    pub finished: Arc<Rate>,
+    /// What the leader saw end recently (a standby's stays empty).
+    pub activity: Arc<Activity>,
     /// Renders `/metrics`; `None` when another recorder owns the process.
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -102,7 +102,7 @@ async fn load_balancer(State(state): State<AppState>) -> Response {
     let now = now_ms();
     match stats::collect(&state.store, &state.directory, now).await {
         Ok(mut doc) => {
-            doc.set_throughput(state.finished.per_second(now));
+            doc.set_activity(&state.activity, now);
             Json(doc).into_response()
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
@@ -121,7 +121,7 @@ async fn prometheus_metrics(State(state): State<AppState>) -> Response {
     let by_priority = state.store.queue_by_priority().await;
     match (doc, by_priority) {
         (Ok(mut doc), Ok(by_priority)) => {
-            doc.set_throughput(state.finished.per_second(now));
+            doc.set_activity(&state.activity, now);
             crate::metrics::fleet_gauges(&doc, &by_priority);
         }
         (Err(e), _) | (_, Err(e)) => {

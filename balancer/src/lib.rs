@@ -64,7 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let prometheus = metrics::install();
     let watch = Arc::new(watch::Watch::new());
-    let finished = Arc::new(rate::Rate::new(Duration::from_secs(60)));
+    let activity = Arc::new(rate::Activity::default());
     let watch_events = watch.clone();
     let nats = async_nats::ConnectOptions::new()
         .name("fleet-balancer")
@@ -109,7 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             directory: directory.clone(),
             js: js.clone(),
             wake: wake.clone(),
-            finished: finished.clone(),
+            activity: activity.clone(),
             prometheus,
         },
     ));
@@ -146,7 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             directory.clone(),
             wake.clone(),
             watch.clone(),
-            finished.clone(),
+            activity.clone(),
             config.clone(),
         ));
         tasks.spawn(scheduler::run(

@@ -1,8 +1,10 @@
-//! A moving rate of events per second, exponentially weighted: the
-//! stats document's throughput and queue-drain estimate.
+//! Recent activity for the stats document: a moving rate of events per
+//! second ([`Rate`]: throughput and the queue-drain estimate) and a window
+//! of recent samples ([`Recent`]: throughput over 1 and 5 minutes, and
+//! queue-wait and run-time percentiles).
 //!
-//! Each event adds 1/τ to the rate, which decays by e^(−Δt/τ); with τ of a
-//! minute it reads as "jobs finished per second over about the last
+//! Each event adds 1/τ to a [`Rate`], which decays by e^(−Δt/τ); with τ of
+//! a minute it reads as "jobs finished per second over about the last
 //! minute", without keeping any history.
 
 use std::sync::Mutex;
@@ -46,6 +48,103 @@ impl Rate {
     }
 }
 
+/// What the leader has seen end recently: the moving rate and the
+/// window of samples, shared by the event consumer (which records) and
+/// the HTTP API (which reports).
+pub struct Activity {
+    /// Jobs ending (succeeded or dead) per second.
+    pub finished: Rate,
+    /// Succeeded jobs' queue wait and run time.
+    pub recent: Recent,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            finished: Rate::new(Duration::from_secs(60)),
+            recent: Recent::new(Duration::from_secs(300), 200_000),
+        }
+    }
+}
+
+/// Samples of the last few minutes, bounded in count.
+pub struct Recent {
+    window_ms: u64,
+    max: usize,
+    samples: Mutex<std::collections::VecDeque<(u64, f64, f64)>>,
+}
+
+/// Percentiles of one measure over the window.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Recent {
+    pub fn new(window: Duration, max: usize) -> Recent {
+        Recent {
+            window_ms: window.as_millis() as u64,
+            max,
+            samples: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, f64, f64)>> {
+        self.samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A job finished at `now_ms` after waiting `queue_wait_ms` and running `run_ms`.
+    pub fn add(&self, now_ms: u64, queue_wait_ms: u64, run_ms: u64) {
+        let mut samples = self.lock();
+        samples.push_back((now_ms, queue_wait_ms as f64, run_ms as f64));
+        while samples.len() > self.max {
+            samples.pop_front();
+        }
+    }
+
+    /// Jobs per second finished over the last `span` (at most the window).
+    pub fn per_second(&self, now_ms: u64, span: Duration) -> f64 {
+        let span_ms = (span.as_millis() as u64).min(self.window_ms).max(1);
+        let since = now_ms.saturating_sub(span_ms);
+        let n = self
+            .lock()
+            .iter()
+            .rev()
+            .take_while(|s| s.0 >= since)
+            .count();
+        n as f64 * 1000.0 / span_ms as f64
+    }
+
+    /// Queue-wait and run-time percentiles (ms) over the window.
+    pub fn percentiles(&self, now_ms: u64) -> Option<(Percentiles, Percentiles)> {
+        let since = now_ms.saturating_sub(self.window_ms);
+        let mut samples = self.lock();
+        while samples.front().is_some_and(|s| s.0 < since) {
+            samples.pop_front();
+        }
+        if samples.is_empty() {
+            return None;
+        }
+        let pick = |f: fn(&(u64, f64, f64)) -> f64| {
+            let mut v: Vec<f64> = samples.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            Percentiles {
+                p50: at(0.5),
+                p90: at(0.9),
+                p99: at(0.99),
+                max: v[v.len() - 1],
+            }
+        };
+        Some((pick(|s| s.1), pick(|s| s.2)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +161,41 @@ mod tests {
         let later = rate.per_second(60_000 + 10_000);
         assert!((later - r / std::f64::consts::E).abs() < 1.0, "{later}");
         assert_eq!(Rate::new(Duration::from_secs(1)).per_second(5), 0.0);
+    }
+
+    #[test]
+    fn recent_samples_give_windowed_rates_and_percentiles() {
+        let recent = Recent::new(Duration::from_secs(300), 10_000);
+        assert_eq!(recent.percentiles(0), None);
+        // 10 jobs a second for 5 minutes; waits 0..99 ms, runs 100 ms.
+        for i in 0..3000u64 {
+            recent.add(i * 100, i % 100, 100);
+        }
+        let now = 300_000;
+        assert!((recent.per_second(now, Duration::from_secs(60)) - 10.0).abs() < 0.1);
+        assert!((recent.per_second(now, Duration::from_secs(300)) - 10.0).abs() < 0.1);
+        let (wait, run) = recent.percentiles(now).unwrap_or((
+            Percentiles {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                max: 0.0,
+            },
+            Percentiles {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                max: 0.0,
+            },
+        ));
+        assert!((wait.p50 - 50.0).abs() <= 1.0, "{wait:?}");
+        assert!((wait.p99 - 98.0).abs() <= 1.0, "{wait:?}");
+        assert_eq!(run.p50, 100.0);
+        // Old samples leave the window.
+        assert_eq!(
+            recent.per_second(now + 600_000, Duration::from_secs(60)),
+            0.0
+        );
+        assert_eq!(recent.percentiles(now + 600_000), None);
     }
 }

@@ -11,6 +11,7 @@ use fleet_protocol::GpuInfo;
 
 use crate::directory::{AgentView, Directory};
 use crate::policy::{score, Weights};
+use crate::rate::{Activity, Percentiles, Recent};
 use crate::store::{Store, StoreResult};
 
 /// The fleet-wide document. Field names are a contract (DESIGN.md).
@@ -43,10 +44,47 @@ pub struct StatsDocument {
     pub completions_per_s: f64,
     /// Seconds until the queue drains at that pace; null when nothing ends.
     pub queue_drain_eta_s: Option<f64>,
+    /// Jobs succeeded per second over the last 1 and 5 minutes.
+    pub throughput_1m: f64,
+    pub throughput_5m: f64,
+    /// Queue wait and run time of jobs succeeded in the last 5 minutes
+    /// (ms; null when none).
+    pub queue_wait_ms: Option<Percentiles>,
+    pub run_ms: Option<Percentiles>,
+    /// Jobs in each state now (succeeded, dead and cancelled: totals).
+    pub jobs_by_state: JobsByState,
+    /// Queued jobs (not parked) per priority class.
+    pub queued_by_priority: Vec<(&'static str, u64)>,
     pub agents: Vec<AgentStats>,
 }
 
+/// Jobs per state.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobsByState {
+    pub queued: u64,
+    pub leased: u64,
+    pub succeeded: i64,
+    pub dead: u64,
+    pub cancelled: i64,
+}
+
 impl StatsDocument {
+    /// Fills in everything the leader's recent activity tells.
+    pub fn set_activity(&mut self, activity: &Activity, now_ms: u64) {
+        self.set_throughput(activity.finished.per_second(now_ms));
+        self.set_recent(&activity.recent, now_ms);
+    }
+
+    /// Fills in the windowed throughput and percentiles.
+    fn set_recent(&mut self, recent: &Recent, now_ms: u64) {
+        self.throughput_1m = recent.per_second(now_ms, std::time::Duration::from_secs(60));
+        self.throughput_5m = recent.per_second(now_ms, std::time::Duration::from_secs(300));
+        if let Some((wait, run)) = recent.percentiles(now_ms) {
+            self.queue_wait_ms = Some(wait);
+            self.run_ms = Some(run);
+        }
+    }
+
     /// Fills in the throughput and the drain estimate it implies.
     pub fn set_throughput(&mut self, per_second: f64) {
         self.completions_per_s = per_second;
@@ -149,6 +187,18 @@ pub async fn collect(
         total_bad_events: counter("bad_events"),
         completions_per_s: 0.0,
         queue_drain_eta_s: None,
+        throughput_1m: 0.0,
+        throughput_5m: 0.0,
+        queue_wait_ms: None,
+        run_ms: None,
+        jobs_by_state: JobsByState {
+            queued: totals.queued + totals.parked,
+            leased: totals.leased,
+            succeeded: counter("succeeded"),
+            dead: totals.dead,
+            cancelled: counter("cancelled"),
+        },
+        queued_by_priority: store.queue_by_priority().await?,
         agents: doc_agents,
     })
 }

@@ -54,6 +54,15 @@ async fn five_hundred_sleep_jobs_over_three_agents_all_succeed() -> anyhow::Resu
         stats["queue_drain_eta_s"], 0.0,
         "an empty queue drains now: {stats}"
     );
+    assert_eq!(stats["jobs_by_state"]["succeeded"], 500, "{stats}");
+    assert_eq!(stats["jobs_by_state"]["queued"], 0, "{stats}");
+    assert!(stats["throughput_1m"].as_f64() > Some(0.0), "{stats}");
+    for key in ["queue_wait_ms", "run_ms"] {
+        for q in ["p50", "p90", "p99", "max"] {
+            assert!(stats[key][q].is_number(), "{key}.{q}: {stats}");
+        }
+    }
+    assert_eq!(stats["queued_by_priority"][0][0], "urgent", "{stats}");
     let agents = stats["agents"].as_array().cloned().unwrap_or_default();
     assert_eq!(agents.len(), 3);
     for a in &agents {
