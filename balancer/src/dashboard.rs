@@ -1,8 +1,8 @@
 //! The live dashboard: `GET /` serves one self-contained page (no CDN, no
 //! library: the balancer may have no internet), which follows
 //! `GET /api/stream`, server-sent events carrying a snapshot every second:
-//! the stats document, queue depth by priority, and the latest dead
-//! letters.
+//! the stats document, queue depth by priority, the latest failed
+//! attempts and the latest dead letters.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -48,7 +48,13 @@ async fn snapshot(state: &AppState) -> Option<Value> {
             }));
         }
     }
-    Some(json!({"at_ms": now, "stats": doc, "queue_by_priority": by_priority, "dead": dead}))
+    Some(json!({
+        "at_ms": now,
+        "stats": doc,
+        "queue_by_priority": by_priority,
+        "dead": dead,
+        "failures": state.activity.failures(),
+    }))
 }
 
 pub async fn stream(

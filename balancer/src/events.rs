@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::control;
 use crate::directory::Directory;
 use crate::durable::{self, BatchHandler};
-use crate::rate::Activity;
+use crate::rate::{Activity, Failure};
 use crate::results;
 use crate::store::{EventArgs, Store};
 use crate::watch::Watch;
@@ -318,14 +318,45 @@ impl Events {
                 };
                 Outcome::Publish(vec![result], accepted)
             }
-            (AgentEvent::Failed(e), "requeued") => {
+            (AgentEvent::Failed(e), "requeued" | "dead") => {
+                self.activity.failed(Failure {
+                    at_ms: now,
+                    job_id: e.job_id.clone(),
+                    agent_id: agent.to_string(),
+                    error: e.error.clone(),
+                });
+                self.failed_attempt(e, status, reply, now)
+            }
+            (AgentEvent::Failed(e), "duplicate_dead") => self.failed_attempt(e, status, reply, now),
+            (_, "ok" | "duplicate") => Outcome::Nothing,
+            (_, other) => {
+                if other == "stale" {
+                    crate::metrics::rejected("event", "stale");
+                }
+                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, "event changed nothing");
+                Outcome::Nothing
+            }
+        }
+    }
+
+    /// What a failed attempt leads to: a re-queue or a dead letter.
+    fn failed_attempt(
+        &self,
+        e: &fleet_protocol::Failed,
+        status: &str,
+        reply: &[String],
+        now: u64,
+    ) -> Outcome {
+        let agent = e.agent_id.as_str();
+        match status {
+            "requeued" => {
                 tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
                 crate::metrics::jobs("failed_attempt", 1);
                 crate::metrics::jobs("retried", 1);
                 self.directory.released(agent, &e.job_id, false);
                 Outcome::Freed
             }
-            (AgentEvent::Failed(e), "dead" | "duplicate_dead") => {
+            _ => {
                 let fresh = status == "dead";
                 if fresh {
                     tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
@@ -344,14 +375,6 @@ impl Events {
                     timing: None,
                 };
                 Outcome::Publish(vec![result], fresh)
-            }
-            (_, "ok" | "duplicate") => Outcome::Nothing,
-            (_, other) => {
-                if other == "stale" {
-                    crate::metrics::rejected("event", "stale");
-                }
-                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, "event changed nothing");
-                Outcome::Nothing
             }
         }
     }

@@ -56,14 +56,52 @@ pub struct Activity {
     pub finished: Rate,
     /// Succeeded jobs' queue wait and run time.
     pub recent: Recent,
+    /// The latest failed attempts, newest last.
+    failures: Mutex<std::collections::VecDeque<Failure>>,
 }
+
+/// One failed attempt, for the dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    pub at_ms: u64,
+    pub job_id: String,
+    pub agent_id: String,
+    pub error: String,
+}
+
+/// How many failed attempts [`Activity`] remembers.
+const FAILURES_KEPT: usize = 20;
 
 impl Default for Activity {
     fn default() -> Self {
         Activity {
             finished: Rate::new(Duration::from_secs(60)),
             recent: Recent::new(Duration::from_secs(300), 200_000),
+            failures: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+}
+
+impl Activity {
+    /// Remembers a failed attempt.
+    pub fn failed(&self, failure: Failure) {
+        let mut list = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.push_back(failure);
+        while list.len() > FAILURES_KEPT {
+            list.pop_front();
+        }
+    }
+
+    /// The latest failed attempts, newest first.
+    pub fn failures(&self) -> Vec<Failure> {
+        let list = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.iter().rev().cloned().collect()
     }
 }
 

@@ -151,6 +151,17 @@ async fn operator_commands_work_end_to_end() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job no-such-job"));
     let out = std::process::Command::new(binary("fleetctl")?)
+        .args([
+            "--nats-url",
+            "nats://127.0.0.1:9",
+            "submit",
+            "--kind",
+            "echo",
+        ])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
+    let out = std::process::Command::new(binary("fleetctl")?)
         .args(["--balancer-url", "http://127.0.0.1:9", "stats"])
         .output()?;
     assert_eq!(out.status.code(), Some(2));

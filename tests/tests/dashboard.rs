@@ -214,6 +214,29 @@ async fn the_dashboard_updates_live_in_a_real_browser() -> anyhow::Result<()> {
     let updates = read(tab.eval("document.body.dataset.updates").await?).unwrap_or(0);
     assert!(updates >= 2, "live updates arrived: {updates}");
 
+    // A failed attempt shows among the recent failures.
+    let flaky = client
+        .submit(JobSpec::new("flaky", json!({"fail_attempts": 1})))
+        .await?;
+    client.wait(&flaky, Duration::from_secs(20)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = tab
+            .eval("document.getElementById('failure-list').textContent")
+            .await?;
+        if shown
+            .as_str()
+            .is_some_and(|t| t.contains("fails on purpose"))
+        {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no failure shown: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let shot = tab
         .call("Page.captureScreenshot", json!({"format": "png"}))
         .await?;
