@@ -25,7 +25,7 @@ fn checks() -> Vec<(&'static str, Value, String)> {
                 "source": "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] = a * x[i];\n}",
                 "entry": "scale", "grid": [4096], "block": [256],
                 "args": [{"scalar": "f32", "value": 2.0},
-                         {"buffer": "x", "dtype": "f32", "len": 1048576, "init": "zeros"},
+                         {"buffer": "x", "dtype": "f32", "len": 1048576, "init": "random"},
                          {"scalar": "u32", "value": 1048576}],
                 "outputs": ["x"]
             }),
@@ -42,6 +42,26 @@ fn checks() -> Vec<(&'static str, Value, String)> {
     out
 }
 
+/// The user-kernel check scales random inputs by 2: its output must sum
+/// to twice theirs (the workload itself cannot know what a user's kernel
+/// should compute).
+fn check_user_kernel(kind: &str, result: Value) -> Result<Value, String> {
+    if kind != cuda::kernel::KIND {
+        return Ok(result);
+    }
+    let expected: f64 = cuda::inputs(21, 1_048_576)
+        .iter()
+        .map(|x| 2.0 * f64::from(*x))
+        .sum();
+    let got = result["outputs"]["x"]["sum"].as_f64().unwrap_or(f64::NAN);
+    if (got - expected).abs() > 1e-3 * expected.abs().max(1.0) {
+        return Err(format!(
+            "user kernel output sums to {got}, expected {expected}"
+        ));
+    }
+    Ok(result)
+}
+
 /// Runs the checks and prints a table or JSON; true when all passed.
 pub async fn run(as_json: bool) -> anyhow::Result<bool> {
     let gpus = gpu::detect();
@@ -52,6 +72,7 @@ pub async fn run(as_json: bool) -> anyhow::Result<bool> {
             let index = g.index as usize;
             let outcome =
                 tokio::task::spawn_blocking(move || cuda::run(kind, index, &args)).await?;
+            let outcome = outcome.and_then(|r| check_user_kernel(kind, r));
             let mut row = json!({"gpu": g.index, "name": g.name, "kind": kind, "size": size});
             match outcome {
                 Ok(result) => {

@@ -149,7 +149,7 @@ impl BatchHandler for Events {
             }
         };
 
-        let mut publishes: Vec<(usize, PublishAckFuture)> = Vec::new();
+        let mut publishes: Vec<(usize, std::time::Instant, PublishAckFuture)> = Vec::new();
         let mut failed_publish = vec![false; events.len()];
         let mut freed = false;
         for (i, (event, reply)) in events.iter().zip(&replies).enumerate() {
@@ -160,10 +160,11 @@ impl BatchHandler for Events {
                     freed |= freed_slot;
                     if freed_slot {
                         self.activity.finished.add(ended.len() as u64, now);
+                        self.activity.finished_5m.add(ended.len() as u64, now);
                     }
                     for result in ended {
                         match results::publish(&self.js, &result).await {
-                            Ok(ack) => publishes.push((i, ack)),
+                            Ok(ack) => publishes.push((i, std::time::Instant::now(), ack)),
                             Err(e) => {
                                 tracing::error!(job_id = %result.job_id, error = %e, "cannot publish result");
                                 failed_publish[i] = true;
@@ -176,8 +177,9 @@ impl BatchHandler for Events {
         if freed {
             self.wake.notify_one();
         }
-        let published = std::time::Instant::now();
-        for (i, ack) in publishes {
+        // Acks are awaited in publish order; each is timed from its own
+        // publish (a late one includes the wait behind earlier ones).
+        for (i, published, ack) in publishes {
             let outcome = ack.await;
             crate::metrics::nats_ack(published.elapsed());
             if let Err(e) = outcome {
@@ -305,6 +307,8 @@ impl Events {
                     let run = now.saturating_sub(t.started_at_ms);
                     crate::metrics::job_timing(wait, run);
                     self.activity.recent.add(now, wait, run);
+                    self.activity.succeeded_1m.add(1, now);
+                    self.activity.succeeded_5m.add(1, now);
                 }
                 let result = JobResult {
                     job_id: e.job_id.clone(),

@@ -25,7 +25,7 @@ pub fn install() -> Option<PrometheusHandle> {
         .ok()
 }
 
-/// Counts `n` jobs into `fleet_jobs_<what>_total`.
+/// Counts `n` jobs into `fleet_jobs_total{event="<what>"}`.
 pub fn jobs(what: &'static str, n: u64) {
     if n > 0 {
         metrics::counter!("fleet_jobs_total", "event" => what).increment(n);

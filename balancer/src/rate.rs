@@ -52,8 +52,13 @@ impl Rate {
 /// window of samples, shared by the event consumer (which records) and
 /// the HTTP API (which reports).
 pub struct Activity {
-    /// Jobs ending (succeeded or dead) per second.
+    /// Jobs ending (succeeded or dead) per second, over about a minute.
     pub finished: Rate,
+    /// The same over about five minutes.
+    pub finished_5m: Rate,
+    /// Jobs succeeding per second, over about one and five minutes.
+    pub succeeded_1m: Rate,
+    pub succeeded_5m: Rate,
     /// Succeeded jobs' queue wait and run time.
     pub recent: Recent,
     /// The latest failed attempts, newest last.
@@ -76,6 +81,9 @@ impl Default for Activity {
     fn default() -> Self {
         Activity {
             finished: Rate::new(Duration::from_secs(60)),
+            finished_5m: Rate::new(Duration::from_secs(300)),
+            succeeded_1m: Rate::new(Duration::from_secs(60)),
+            succeeded_5m: Rate::new(Duration::from_secs(300)),
             recent: Recent::new(Duration::from_secs(300), 200_000),
             failures: Mutex::new(std::collections::VecDeque::new()),
         }
@@ -158,13 +166,19 @@ impl Recent {
         n as f64 * 1000.0 / span_ms as f64
     }
 
-    /// Queue-wait and run-time percentiles (ms) over the window.
+    /// Queue-wait and run-time percentiles (ms) over the window (of the
+    /// latest samples, at most the cap).
     pub fn percentiles(&self, now_ms: u64) -> Option<(Percentiles, Percentiles)> {
         let since = now_ms.saturating_sub(self.window_ms);
-        let mut samples = self.lock();
-        while samples.front().is_some_and(|s| s.0 < since) {
-            samples.pop_front();
-        }
+        // Copy out under the lock, sort outside it: the event consumer
+        // records into the same window.
+        let samples: Vec<(u64, f64, f64)> = {
+            let mut samples = self.lock();
+            while samples.front().is_some_and(|s| s.0 < since) {
+                samples.pop_front();
+            }
+            samples.iter().copied().collect()
+        };
         if samples.is_empty() {
             return None;
         }

@@ -11,7 +11,7 @@ use fleet_protocol::GpuInfo;
 
 use crate::directory::{AgentView, Directory};
 use crate::policy::{score, Weights};
-use crate::rate::{Activity, Percentiles, Recent};
+use crate::rate::{Activity, Percentiles};
 use crate::store::{Store, StoreResult};
 
 /// The fleet-wide document. Field names are a contract (DESIGN.md).
@@ -44,7 +44,8 @@ pub struct StatsDocument {
     pub completions_per_s: f64,
     /// Seconds until the queue drains at that pace; null when nothing ends.
     pub queue_drain_eta_s: Option<f64>,
-    /// Jobs succeeded per second over the last 1 and 5 minutes.
+    /// Jobs succeeded per second over about the last 1 and 5 minutes
+    /// (moving averages).
     pub throughput_1m: f64,
     pub throughput_5m: f64,
     /// Queue wait and run time of jobs succeeded in the last 5 minutes
@@ -72,14 +73,14 @@ impl StatsDocument {
     /// Fills in everything the leader's recent activity tells.
     pub fn set_activity(&mut self, activity: &Activity, now_ms: u64) {
         self.set_throughput(activity.finished.per_second(now_ms));
-        self.set_recent(&activity.recent, now_ms);
+        self.set_recent(activity, now_ms);
     }
 
     /// Fills in the windowed throughput and percentiles.
-    fn set_recent(&mut self, recent: &Recent, now_ms: u64) {
-        self.throughput_1m = recent.per_second(now_ms, std::time::Duration::from_secs(60));
-        self.throughput_5m = recent.per_second(now_ms, std::time::Duration::from_secs(300));
-        if let Some((wait, run)) = recent.percentiles(now_ms) {
+    fn set_recent(&mut self, activity: &Activity, now_ms: u64) {
+        self.throughput_1m = activity.succeeded_1m.per_second(now_ms);
+        self.throughput_5m = activity.succeeded_5m.per_second(now_ms);
+        if let Some((wait, run)) = activity.recent.percentiles(now_ms) {
             self.queue_wait_ms = Some(wait);
             self.run_ms = Some(run);
         }

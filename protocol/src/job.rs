@@ -176,6 +176,12 @@ impl JobSpec {
             (None, None) => Priority::Normal,
         };
         check_requirements(&self.requires)?;
+        if workload::needs_gpu(&self.kind) && self.requires.gpus == Some(0) {
+            return Err(InvalidJob::BadRequirements(format!(
+                "{} runs on a GPU; gpus cannot be 0",
+                self.kind
+            )));
+        }
         let args = if self.args.is_null() {
             Value::Object(Default::default())
         } else {
@@ -270,6 +276,10 @@ mod tests {
             (json!({"kind": "sleep", "reward": -1.0}), "bad_reward"),
             (
                 json!({"kind": "sleep", "requires": {"compute_capability": "eight"}}),
+                "bad_requirements",
+            ),
+            (
+                json!({"kind": "cuda.saxpy", "requires": {"gpus": 0}}),
                 "bad_requirements",
             ),
         ];

@@ -190,6 +190,7 @@ async fn bench_smoke_over_simulated_agents() -> anyhow::Result<()> {
         Ok(fleet.stats().await?["healthy_agents"] == 20)
     })
     .await?;
+    let html_path = fleet.dir.path().join("bench-report.html");
     let out = fleetctl(
         &fleet,
         &[
@@ -201,9 +202,21 @@ async fn bench_smoke_over_simulated_agents() -> anyhow::Result<()> {
             r#"{"ms":2}"#,
             "--priority-mix",
             "low:1,high:1",
+            "--report",
+            &html_path.to_string_lossy(),
         ],
     )?;
     let report = json_of(&out)?;
+    let html = std::fs::read_to_string(&html_path)?;
+    assert!(
+        html.contains("<svg") && html.contains("fleet bench"),
+        "the HTML report was written"
+    );
+    assert!(
+        html.contains("500 jobs"),
+        "{}",
+        &html[..html.len().min(500)]
+    );
     assert_eq!(report["jobs"], 500, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     let ended = report["succeeded"].as_u64().unwrap_or(0) + report["dead"].as_u64().unwrap_or(0);

@@ -28,7 +28,12 @@ pub fn offered(has_gpu: bool, exec: bool) -> Vec<String> {
         kinds.push("exec".to_string());
     }
     if has_gpu && gpu::nvrtc_present() {
-        kinds.extend(cuda::KINDS.iter().map(|k| k.to_string()));
+        kinds.extend(
+            cuda::KINDS
+                .iter()
+                .filter(|k| **k != cuda::matmul::KIND || cuda::cublas_present())
+                .map(|k| k.to_string()),
+        );
     }
     kinds
 }

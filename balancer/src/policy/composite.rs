@@ -125,7 +125,13 @@ pub fn score(
     let (success, speed, warm, wastes_gpu) = match job {
         Some(j) => (
             success(agent, &j.job.kind),
-            speed(agent, &j.job.kind, fastest_ms, best_tflops),
+            speed(
+                agent,
+                &j.job.kind,
+                fastest_ms,
+                // Measured GEMM speed says nothing about CPU work.
+                best_tflops.filter(|_| gpus_wanted(&j.job.kind, &j.job.requires) > 0),
+            ),
             j.family.is_some_and(|f| agent.is_warm_for(f, j.now_ms)),
             j.gpu_demand
                 && !agent.capabilities.gpus.is_empty()
@@ -284,13 +290,29 @@ mod tests {
             });
             a
         };
+        let agents = [with_gpu("a-slow", 150.0), with_gpu("b-fast", 600.0)];
+        let gpu_job = crate::store::QueuedJob {
+            requires: fleet_protocol::Requirements {
+                gpus: Some(1),
+                ..Default::default()
+            },
+            ..job()
+        };
+        let feasible: Vec<Feasible> = agents
+            .iter()
+            .map(|a| Feasible {
+                agent: a,
+                free_slots: a.free_slots(),
+            })
+            .collect();
+        let mut policy = Composite::new(Weights::default());
+        let i = policy.choose(&ctx(&gpu_job, None), &feasible);
         assert_eq!(
-            choose(
-                &[with_gpu("a-slow", 150.0), with_gpu("b-fast", 600.0)],
-                None
-            ),
-            "b-fast"
+            feasible[i].agent.id, "b-fast",
+            "a GPU job follows measured speed"
         );
+        // A CPU job is not steered by GEMM figures: the tie goes to the lowest id.
+        assert_eq!(choose(&agents, None), "a-slow");
     }
 
     #[test]

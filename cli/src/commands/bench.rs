@@ -23,6 +23,7 @@ use fleet_protocol::{time::now_ms, Client, JobResult, JobSpec, JobState, Priorit
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::report;
 use crate::{balancer_api, Cli};
 
 #[derive(Debug, Args)]
@@ -52,10 +53,23 @@ pub struct BenchArgs {
     /// How long to wait for the last result.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Submit everything at once (the same as --rate max).
+    #[arg(long)]
+    pub burst: bool,
+    /// With --rate R: the middle third of the run goes at 4 × R.
+    #[arg(long)]
+    pub spike: bool,
+    /// With --rate R: run this long (jobs = R × duration, instead of --jobs).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Also write a self-contained HTML report (charts as inline SVG).
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
     let rate: Option<f64> = match a.rate.as_str() {
+        _ if a.burst => None,
         "max" => None,
         r => Some(
             r.parse::<f64>()
@@ -64,10 +78,18 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
                 .context("--rate is a positive number or max")?,
         ),
     };
+    anyhow::ensure!(
+        rate.is_some() || !(a.spike || a.duration.is_some()),
+        "--spike and --duration need a --rate"
+    );
+    let count = match (a.duration, rate) {
+        (Some(d), Some(r)) => (d.as_secs_f64() * r).ceil() as usize,
+        _ => a.jobs,
+    };
     let mut rng = a.seed;
     let priorities = parse_priority_mix(a.priority_mix.as_deref())?;
     let template: Value = serde_json::from_str(&a.args).context("--args is not JSON")?;
-    let jobs: Vec<JobSpec> = (0..a.jobs)
+    let jobs: Vec<JobSpec> = (0..count)
         .map(|_| {
             let mut job = match a.mix.as_deref() {
                 None => Ok(JobSpec::new(a.kind.clone(), template.clone())),
@@ -101,7 +123,7 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
     });
     let started = Instant::now();
     let first_submit_ms = now_ms();
-    let (ids, submitted_at) = submit(&client, jobs, rate).await?;
+    let (ids, submitted_at) = submit(&client, jobs, rate, a.spike).await?;
     let submit_secs = started.elapsed().as_secs_f64();
 
     let mut received_at: HashMap<String, u64> = HashMap::with_capacity(ids.len());
@@ -146,6 +168,11 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
         "agents_used": report.per_agent.len(),
         "per_agent": report.per_agent,
     });
+    if let Some(path) = &a.report {
+        let html = report::html(&doc, &received_at, first_submit_ms, &report.e2e);
+        std::fs::write(path, html)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     if cli.json {
         println!("{doc}");
     } else {
@@ -159,9 +186,11 @@ async fn submit(
     client: &Client,
     jobs: Vec<JobSpec>,
     rate: Option<f64>,
+    spike: bool,
 ) -> anyhow::Result<(Vec<String>, HashMap<String, u64>)> {
-    let mut ids = Vec::with_capacity(jobs.len());
-    let mut at = HashMap::with_capacity(jobs.len());
+    let total = jobs.len();
+    let mut ids = Vec::with_capacity(total);
+    let mut at = HashMap::with_capacity(total);
     let mut jobs = jobs.into_iter();
     let began = Instant::now();
     let mut sent = 0usize;
@@ -170,7 +199,23 @@ async fn submit(
         let chunk: Vec<JobSpec> = match rate {
             None => jobs.by_ref().take(5_000).collect(),
             Some(r) => {
-                let owed = (began.elapsed().as_secs_f64() * r).ceil() as usize;
+                // A spike sends the middle third of the jobs four times
+                // as fast: jobs owed by time t follow a piecewise rate.
+                let t = began.elapsed().as_secs_f64();
+                let owed = if spike {
+                    let third = total as f64 / 3.0;
+                    let (t1, t2) = (third / r, third / r + third / (4.0 * r));
+                    if t < t1 {
+                        t * r
+                    } else if t < t2 {
+                        third + (t - t1) * 4.0 * r
+                    } else {
+                        2.0 * third + (t - t2) * r
+                    }
+                    .ceil() as usize
+                } else {
+                    (t * r).ceil() as usize
+                };
                 let n = owed.saturating_sub(sent).max(usize::from(sent == 0));
                 jobs.by_ref().take(n).collect()
             }

@@ -30,7 +30,8 @@ pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 pub const MAX_ARGS: usize = 64;
 pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
 pub const MAX_BASE64_OUTPUT: usize = 4 << 20;
-const MAX_SHARED_BYTES: u32 = 228 * 1024;
+/// Dynamic shared memory without opting in per function (48 KiB).
+const MAX_SHARED_BYTES: u32 = 48 * 1024;
 
 /// Element types of scalars and buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +343,8 @@ fn initial_bytes(dtype: Dtype, len: u64, init: &Init) -> Vec<u8> {
     match init {
         Init::Zeros => vec![0; bytes],
         Init::Bytes(b) => b.clone(),
+        // The same sequence as `cuda::inputs(21, len)` for f32, so a caller
+        // can recompute the input (selftest does).
         Init::Random => match dtype {
             Dtype::F32 => inputs(21, len as usize)
                 .into_iter()
@@ -443,12 +446,20 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
             }
         }
         // SAFETY: this runs the caller's code on the GPU with the
-        // arguments they declared; it can only touch device memory, and a
-        // fault comes back as a CUDA error for this job. Buffers are sized
-        // as declared, and every argument outlives the launch.
-        unsafe { launch.launch(config) }.map_err(cuda)?;
+        // arguments they declared; it can only touch device memory.
+        // Buffers are sized as declared, and every argument outlives the
+        // launch. A faulting kernel leaves the context unusable: the
+        // device is dropped from the cache below, so the next job opens a
+        // fresh one.
+        if let Err(e) = unsafe { launch.launch(config) } {
+            super::evict(index);
+            return Err(cuda(e));
+        }
     }
-    stream.synchronize().map_err(cuda)?;
+    if let Err(e) = stream.synchronize() {
+        super::evict(index);
+        return Err(cuda(e));
+    }
     let device_ms = began.elapsed().as_secs_f64() * 1000.0;
 
     let mut outputs = serde_json::Map::new();

@@ -39,10 +39,17 @@ pub fn run(
         vector_add::KIND => vector_add::run_json(index, args),
         saxpy::KIND => saxpy::run_json(index, args),
         reduce::KIND => reduce::run_json(index, args),
+        matmul::KIND if !cublas_present() => Err("cuBLAS is not installed on this agent".into()),
         matmul::KIND => matmul::run_json(index, args),
         kernel::KIND => kernel::run_json(index, args),
         other => Err(format!("unknown CUDA kind {other:?}")),
     }
+}
+
+/// Whether cuBLAS can be loaded (cudarc panics on a missing library).
+pub fn cublas_present() -> bool {
+    // SAFETY: only probes for the shared library; calls nothing in it.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
 }
 
 /// One GPU as the agent uses it.
@@ -53,14 +60,24 @@ pub struct Device {
     modules: Mutex<HashMap<String, Arc<CudaModule>>>,
 }
 
+fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
+    static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
+    DEVICES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets a device after a fault, so the next job opens a fresh context
+/// once the faulted one is released.
+pub fn evict(index: usize) {
+    devices().remove(&index);
+}
+
 /// The device with this index, opened on first use. Callers must have
 /// checked that the driver is present ([`crate::gpu::driver_present`]).
 pub fn device(index: usize) -> Result<Arc<Device>, String> {
-    static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
-    let mut devices = DEVICES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut devices = devices();
     if let Some(d) = devices.get(&index) {
         return Ok(d.clone());
     }
