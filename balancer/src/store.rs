@@ -201,6 +201,16 @@ impl Store {
         })
     }
 
+    /// An invocation of a state-changing script with its routing key, the
+    /// key prefix (ARGV[1]) and the leadership token (ARGV[2]) in place.
+    fn fenced<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        call.key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(&*self.token);
+        call
+    }
+
     /// This store, writing under leadership `token`.
     pub fn with_token(&self, token: &str) -> Store {
         Store {
@@ -239,11 +249,7 @@ impl Store {
         unschedulable_timeout: Duration,
     ) -> StoreResult<Vec<Expired>> {
         let reply: Vec<String> = self
-            .scripts
-            .expire
-            .key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
+            .fenced(&self.scripts.expire)
             .arg(now_ms)
             .arg(heartbeat_timeout.as_millis() as u64)
             .arg(limit)
@@ -287,11 +293,7 @@ impl Store {
     /// Cancels a job that has not ended.
     pub async fn cancel(&self, job_id: &str, now_ms: u64) -> StoreResult<Cancelled> {
         let reply: Vec<String> = self
-            .scripts
-            .cancel
-            .key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
+            .fenced(&self.scripts.cancel)
             .arg(now_ms)
             .arg(job_id)
             .invoke_async(&mut self.conn.clone())
@@ -316,11 +318,7 @@ impl Store {
     /// Re-queues a dead or cancelled job; `Err(state)` when it is neither.
     pub async fn retry(&self, job_id: &str, now_ms: u64) -> StoreResult<Result<(), String>> {
         let reply: Vec<String> = self
-            .scripts
-            .retry
-            .key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
+            .fenced(&self.scripts.retry)
             .arg(now_ms)
             .arg(job_id)
             .invoke_async(&mut self.conn.clone())
@@ -420,11 +418,8 @@ impl Store {
         jobs: &[ValidJob],
         now_ms: u64,
     ) -> StoreResult<(Vec<Enqueued>, u64)> {
-        let mut call = self.scripts.enqueue.prepare_invoke();
-        call.key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
-            .arg(now_ms);
+        let mut call = self.fenced(&self.scripts.enqueue);
+        call.arg(now_ms);
         for job in jobs {
             call.arg(&job.id)
                 .arg(&job.kind)
@@ -491,11 +486,8 @@ impl Store {
         now_ms: u64,
         (lease_deadline_ms, prefetch_deadline_ms): (u64, u64),
     ) -> StoreResult<Vec<Assigned>> {
-        let mut call = self.scripts.assign.prepare_invoke();
-        call.key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
-            .arg(now_ms)
+        let mut call = self.fenced(&self.scripts.assign);
+        call.arg(now_ms)
             .arg(lease_deadline_ms)
             .arg(prefetch_deadline_ms);
         for (job, p) in placements {
@@ -531,11 +523,8 @@ impl Store {
         job_timeout_buffer: f64,
         heartbeat_timeout: Duration,
     ) -> StoreResult<Vec<Vec<String>>> {
-        let mut call = self.scripts.events.prepare_invoke();
-        call.key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
-            .arg(now_ms)
+        let mut call = self.fenced(&self.scripts.events);
+        call.arg(now_ms)
             .arg(job_timeout_buffer)
             .arg(heartbeat_timeout.as_millis() as u64);
         for field in &batch.fields {
@@ -650,11 +639,8 @@ impl Store {
 
     /// Parks jobs no live agent can run, each with the reason.
     pub async fn park(&self, jobs: &[(String, String)], now_ms: u64) -> StoreResult<u64> {
-        let mut call = self.scripts.park.prepare_invoke();
-        call.key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
-            .arg(now_ms);
+        let mut call = self.fenced(&self.scripts.park);
+        call.arg(now_ms);
         for (id, reason) in jobs {
             call.arg(id).arg(reason);
         }
@@ -709,12 +695,8 @@ impl Store {
         now_ms: u64,
         lease_deadline_ms: u64,
     ) -> StoreResult<Vec<Assigned>> {
-        let mut call = self.scripts.steal.prepare_invoke();
-        call.key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
-            .arg(now_ms)
-            .arg(lease_deadline_ms);
+        let mut call = self.fenced(&self.scripts.steal);
+        call.arg(now_ms).arg(lease_deadline_ms);
         for m in moves {
             let gpus: Vec<String> = m.to.gpus.iter().map(u32::to_string).collect();
             call.arg(m.job)
@@ -743,11 +725,7 @@ impl Store {
     /// Drains (or undrains) an agent; false if no such agent.
     pub async fn drain(&self, agent: &str, draining: bool) -> StoreResult<bool> {
         let reply: Vec<String> = self
-            .scripts
-            .drain
-            .key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
+            .fenced(&self.scripts.drain)
             .arg(agent)
             .arg(if draining { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())

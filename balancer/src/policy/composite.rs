@@ -188,7 +188,7 @@ impl Policy for Composite {
 mod tests {
     use super::*;
     use crate::directory::Perf;
-    use crate::policy::testing::{agent, job};
+    use crate::policy::testing::{agent, feasible, job};
 
     fn ctx<'a>(job: &'a crate::store::QueuedJob, family: Option<&'a str>) -> JobContext<'a> {
         JobContext {
@@ -201,13 +201,7 @@ mod tests {
 
     fn choose(agents: &[AgentView], family: Option<&str>) -> String {
         let j = job();
-        let feasible: Vec<Feasible> = agents
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: a.free_slots(),
-            })
-            .collect();
+        let feasible = feasible(agents);
         let i = Composite::new(Weights::default()).choose(&ctx(&j, family), &feasible);
         feasible[i].agent.id.clone()
     }
@@ -298,13 +292,7 @@ mod tests {
             },
             ..job()
         };
-        let feasible: Vec<Feasible> = agents
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: a.free_slots(),
-            })
-            .collect();
+        let feasible = feasible(&agents);
         let mut policy = Composite::new(Weights::default());
         let i = policy.choose(&ctx(&gpu_job, None), &feasible);
         assert_eq!(

@@ -27,7 +27,7 @@ impl Policy for Fastest {
 mod tests {
     use super::*;
     use crate::directory::Perf;
-    use crate::policy::testing::{agent, job};
+    use crate::policy::testing::{agent, job, one_slot_each};
 
     #[test]
     fn picks_the_fastest_measured_and_tries_the_unmeasured() {
@@ -58,22 +58,10 @@ mod tests {
             gpu_demand: false,
         };
         let measured = [slow.clone(), quick.clone()];
-        let feasible: Vec<Feasible> = measured
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: 1,
-            })
-            .collect();
+        let feasible = one_slot_each(&measured);
         assert_eq!(feasible[Fastest.choose(&ctx, &feasible)].agent.id, "quick");
         let all = [slow, quick, fresh];
-        let feasible: Vec<Feasible> = all
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: 1,
-            })
-            .collect();
+        let feasible = one_slot_each(&all);
         assert_eq!(feasible[Fastest.choose(&ctx, &feasible)].agent.id, "fresh");
     }
 }

@@ -19,19 +19,13 @@ impl Policy for LeastLoaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, job};
+    use crate::policy::testing::{agent, feasible, job};
 
     #[test]
     fn picks_the_emptiest_share_not_the_most_free_slots() {
         // 8 of 16 free (50%) vs 3 of 4 free (75%).
         let agents = [agent("big", 16, 8), agent("small", 4, 1)];
-        let feasible: Vec<Feasible> = agents
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: a.free_slots(),
-            })
-            .collect();
+        let feasible = feasible(&agents);
         let j = job();
         let ctx = JobContext {
             job: &j,

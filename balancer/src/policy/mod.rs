@@ -102,6 +102,28 @@ pub(crate) mod testing {
         a
     }
 
+    /// Every agent as a candidate with its free slots.
+    pub fn feasible(agents: &[AgentView]) -> Vec<super::Feasible<'_>> {
+        agents
+            .iter()
+            .map(|a| super::Feasible {
+                agent: a,
+                free_slots: a.free_slots(),
+            })
+            .collect()
+    }
+
+    /// Every agent as a candidate with one free slot.
+    pub fn one_slot_each(agents: &[AgentView]) -> Vec<super::Feasible<'_>> {
+        agents
+            .iter()
+            .map(|a| super::Feasible {
+                agent: a,
+                free_slots: 1,
+            })
+            .collect()
+    }
+
     pub fn job() -> QueuedJob {
         QueuedJob {
             id: "j".into(),

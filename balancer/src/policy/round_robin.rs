@@ -32,18 +32,12 @@ impl Policy for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, job};
+    use crate::policy::testing::{agent, job, one_slot_each};
 
     #[test]
     fn cycles_through_agents_in_id_order() {
         let agents = [agent("c", 4, 0), agent("a", 4, 3), agent("b", 4, 0)];
-        let feasible: Vec<Feasible> = agents
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: 1,
-            })
-            .collect();
+        let feasible = one_slot_each(&agents);
         let j = job();
         let ctx = JobContext {
             job: &j,

@@ -38,18 +38,12 @@ impl Policy for WeightedRoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, job};
+    use crate::policy::testing::{agent, job, one_slot_each};
 
     #[test]
     fn shares_follow_capacity() {
         let agents = [agent("big", 6, 0), agent("small", 2, 0)];
-        let feasible: Vec<Feasible> = agents
-            .iter()
-            .map(|a| Feasible {
-                agent: a,
-                free_slots: 1,
-            })
-            .collect();
+        let feasible = one_slot_each(&agents);
         let j = job();
         let ctx = JobContext {
             job: &j,

@@ -26,6 +26,15 @@ use serde_json::{json, Value};
 use super::report;
 use crate::{balancer_api, Cli};
 
+/// The latency summaries of the report, in the order they are shown.
+pub const LATENCY_KEYS: [&str; 5] = [
+    "assign_latency_ms",
+    "start_latency_ms",
+    "e2e_latency_ms",
+    "queue_wait_ms",
+    "run_ms",
+];
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// How many jobs.
@@ -355,13 +364,7 @@ fn print_text(doc: &Value) {
         "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "ms", "p50", "p90", "p99", "p99.9", "max"
     );
-    for key in [
-        "assign_latency_ms",
-        "start_latency_ms",
-        "e2e_latency_ms",
-        "queue_wait_ms",
-        "run_ms",
-    ] {
+    for key in LATENCY_KEYS {
         let s = &doc[key];
         if s.is_null() {
             continue;

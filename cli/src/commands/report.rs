@@ -112,13 +112,7 @@ pub fn html(
     heat.push_str("</div>");
 
     let mut rows = String::new();
-    for key in [
-        "assign_latency_ms",
-        "start_latency_ms",
-        "e2e_latency_ms",
-        "queue_wait_ms",
-        "run_ms",
-    ] {
+    for key in super::bench::LATENCY_KEYS {
         let s = &doc[key];
         if s.is_null() {
             continue;
