@@ -351,6 +351,19 @@ impl Runner {
             }
         }
         self.start_waiting();
+        // A result too large to report fails the attempt with a clear
+        // error instead of an event the stream would refuse.
+        let outcome = outcome.and_then(|result| {
+            let size = result.to_string().len();
+            if size > fleet_protocol::defaults::MAX_RESULT_BYTES {
+                Err(format!(
+                    "result of {size} bytes exceeds the {} byte limit",
+                    fleet_protocol::defaults::MAX_RESULT_BYTES
+                ))
+            } else {
+                Ok(result)
+            }
+        });
         let (kind, event) = match outcome {
             Ok(result) => (
                 "completed",

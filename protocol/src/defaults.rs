@@ -24,5 +24,9 @@ pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_MAX_ATTEMPTS: u32 = 100;
 /// The largest submission message accepted, in bytes.
 pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+/// The deepest nesting of arrays and objects accepted in a job's args.
+pub const MAX_ARGS_DEPTH: usize = 32;
+/// The largest result an agent reports, in bytes of JSON.
+pub const MAX_RESULT_BYTES: usize = 512 * 1024;
 /// How long results stay in the `FLEET_RESULTS` stream.
 pub const RESULT_RETENTION: Duration = Duration::from_secs(24 * 3600);

@@ -101,6 +101,8 @@ pub enum InvalidJob {
     BadReward(f64),
     #[error("impossible requirements: {0}")]
     BadRequirements(String),
+    #[error("args nest deeper than {max} levels")]
+    TooDeep { max: usize },
 }
 
 impl InvalidJob {
@@ -115,6 +117,7 @@ impl InvalidJob {
             InvalidJob::BadMaxAttempts { .. } => "bad_max_attempts",
             InvalidJob::BadReward(_) => "bad_reward",
             InvalidJob::BadRequirements(_) => "bad_requirements",
+            InvalidJob::TooDeep { .. } => "too_deep",
         }
     }
 }
@@ -176,6 +179,11 @@ impl JobSpec {
             (None, None) => Priority::Normal,
         };
         check_requirements(&self.requires)?;
+        if depth(&self.args) > defaults::MAX_ARGS_DEPTH {
+            return Err(InvalidJob::TooDeep {
+                max: defaults::MAX_ARGS_DEPTH,
+            });
+        }
         if workload::needs_gpu(&self.kind) && self.requires.gpus == Some(0) {
             return Err(InvalidJob::BadRequirements(format!(
                 "{} runs on a GPU; gpus cannot be 0",
@@ -227,6 +235,22 @@ fn check_requirements(r: &Requirements) -> Result<(), InvalidJob> {
         }
     }
     Ok(())
+}
+
+/// How deeply arrays and objects nest in `v` (a scalar is 0).
+fn depth(v: &Value) -> usize {
+    // Iterative, so a hostile document cannot exhaust the stack here.
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Parses `"8.0"` into `(8, 0)`.
@@ -281,6 +305,10 @@ mod tests {
             (
                 json!({"kind": "cuda.saxpy", "requires": {"gpus": 0}}),
                 "bad_requirements",
+            ),
+            (
+                json!({"kind": "echo", "args": (0..40).fold(json!(1), |v, _| json!([v]))}),
+                "too_deep",
             ),
         ];
         for (v, reason) in cases {

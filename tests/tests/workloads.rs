@@ -100,3 +100,30 @@ async fn cuda_jobs_never_reach_an_agent_without_a_gpu() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_result_fails_the_attempt_with_a_clear_error() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+    let client = fleet.client().await?;
+    // 600 KB of args echoed back: a legal submission, an oversized result.
+    let big = "x".repeat(600 * 1024);
+    let id = client
+        .submit(JobSpec {
+            max_attempts: Some(1),
+            ..JobSpec::new("echo", json!({ "blob": big }))
+        })
+        .await?;
+    let r = client.wait(&id, Duration::from_secs(20)).await?;
+    assert_eq!(r.state, JobState::Dead, "{:?}", r.error);
+    let error = r.error.unwrap_or_default();
+    assert!(error.contains("exceeds the 524288 byte limit"), "{error}");
+    // The agent carries on.
+    let next = client
+        .submit(JobSpec::new("echo", json!({"ok": 1})))
+        .await?;
+    assert_eq!(
+        client.wait(&next, Duration::from_secs(20)).await?.state,
+        JobState::Succeeded
+    );
+    Ok(())
+}
