@@ -32,7 +32,6 @@ async fn snapshot(state: &AppState) -> Option<Value> {
         .await
         .ok()?;
     doc.set_activity(&state.activity, now);
-    let by_priority = state.store.queue_by_priority().await.ok()?;
     let mut dead = Vec::new();
     for id in state.store.dead_letters(RECENT_DEAD).await.ok()? {
         if let Ok(Some(job)) = state.store.job(&id).await {
@@ -51,7 +50,7 @@ async fn snapshot(state: &AppState) -> Option<Value> {
     Some(json!({
         "at_ms": now,
         "stats": doc,
-        "queue_by_priority": by_priority,
+        "queue_by_priority": doc.queued_by_priority,
         "dead": dead,
         "failures": state.activity.failures(),
     }))

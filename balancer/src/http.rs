@@ -117,16 +117,12 @@ async fn prometheus_metrics(State(state): State<AppState>) -> Response {
         );
     };
     let now = now_ms();
-    let doc = stats::collect(&state.store, &state.directory, now).await;
-    let by_priority = state.store.queue_by_priority().await;
-    match (doc, by_priority) {
-        (Ok(mut doc), Ok(by_priority)) => {
+    match stats::collect(&state.store, &state.directory, now).await {
+        Ok(mut doc) => {
             doc.set_activity(&state.activity, now);
-            crate::metrics::fleet_gauges(&doc, &by_priority);
+            crate::metrics::fleet_gauges(&doc);
         }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "metrics: cannot read the fleet from Redis")
-        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the fleet from Redis"),
     }
     (
         [(

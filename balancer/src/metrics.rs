@@ -63,9 +63,9 @@ pub fn rejected(kind: &'static str, reason: &str) {
         .increment(1);
 }
 
-/// Sets the fleet gauges from a fresh stats document and queue counts.
-pub fn fleet_gauges(doc: &crate::stats::StatsDocument, by_priority: &[(&'static str, u64)]) {
-    for (priority, n) in by_priority {
+/// Sets the fleet gauges from a fresh stats document.
+pub fn fleet_gauges(doc: &crate::stats::StatsDocument) {
+    for (priority, n) in &doc.queued_by_priority {
         metrics::gauge!("fleet_queue_depth", "priority" => *priority).set(*n as f64);
     }
     metrics::gauge!("fleet_jobs_unschedulable").set(doc.unschedulable_jobs as f64);

@@ -27,7 +27,7 @@ impl Policy for Fastest {
 mod tests {
     use super::*;
     use crate::directory::Perf;
-    use crate::policy::testing::{agent, job, one_slot_each};
+    use crate::policy::testing::{agent, context, job, one_slot_each};
 
     #[test]
     fn picks_the_fastest_measured_and_tries_the_unmeasured() {
@@ -51,12 +51,7 @@ mod tests {
         );
         let fresh = agent("fresh", 4, 0);
         let j = job();
-        let ctx = JobContext {
-            job: &j,
-            family: None,
-            now_ms: 0,
-            gpu_demand: false,
-        };
+        let ctx = context(&j);
         let measured = [slow.clone(), quick.clone()];
         let feasible = one_slot_each(&measured);
         assert_eq!(feasible[Fastest.choose(&ctx, &feasible)].agent.id, "quick");

@@ -19,7 +19,7 @@ impl Policy for LeastLoaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, feasible, job};
+    use crate::policy::testing::{agent, context, feasible, job};
 
     #[test]
     fn picks_the_emptiest_share_not_the_most_free_slots() {
@@ -27,12 +27,7 @@ mod tests {
         let agents = [agent("big", 16, 8), agent("small", 4, 1)];
         let feasible = feasible(&agents);
         let j = job();
-        let ctx = JobContext {
-            job: &j,
-            family: None,
-            now_ms: 0,
-            gpu_demand: false,
-        };
+        let ctx = context(&j);
         assert_eq!(
             feasible[LeastLoaded.choose(&ctx, &feasible)].agent.id,
             "small"

@@ -102,6 +102,16 @@ pub(crate) mod testing {
         a
     }
 
+    /// The plain context of `job`: no family, time 0, no GPU demand.
+    pub fn context(job: &QueuedJob) -> super::JobContext<'_> {
+        super::JobContext {
+            job,
+            family: None,
+            now_ms: 0,
+            gpu_demand: false,
+        }
+    }
+
     /// Every agent as a candidate with its free slots.
     pub fn feasible(agents: &[AgentView]) -> Vec<super::Feasible<'_>> {
         agents

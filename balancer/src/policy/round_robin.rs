@@ -32,19 +32,14 @@ impl Policy for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, job, one_slot_each};
+    use crate::policy::testing::{agent, context, job, one_slot_each};
 
     #[test]
     fn cycles_through_agents_in_id_order() {
         let agents = [agent("c", 4, 0), agent("a", 4, 3), agent("b", 4, 0)];
         let feasible = one_slot_each(&agents);
         let j = job();
-        let ctx = JobContext {
-            job: &j,
-            family: None,
-            now_ms: 0,
-            gpu_demand: false,
-        };
+        let ctx = context(&j);
         let mut rr = RoundRobin::default();
         let picks: Vec<&str> = (0..4)
             .map(|_| feasible[rr.choose(&ctx, &feasible)].agent.id.as_str())

@@ -38,19 +38,14 @@ impl Policy for WeightedRoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, job, one_slot_each};
+    use crate::policy::testing::{agent, context, job, one_slot_each};
 
     #[test]
     fn shares_follow_capacity() {
         let agents = [agent("big", 6, 0), agent("small", 2, 0)];
         let feasible = one_slot_each(&agents);
         let j = job();
-        let ctx = JobContext {
-            job: &j,
-            family: None,
-            now_ms: 0,
-            gpu_demand: false,
-        };
+        let ctx = context(&j);
         let mut wrr = WeightedRoundRobin::default();
         let big = (0..80)
             .filter(|_| feasible[wrr.choose(&ctx, &feasible)].agent.id == "big")
