@@ -3,16 +3,16 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_protocol::defaults;
 use fleet_protocol::logging::LogFormat;
+use fleet_protocol::NatsOptions;
 
 /// fleet-agent: runs jobs the fleet balancer assigns to this machine.
 #[derive(Debug, Parser)]
 #[command(name = "fleet-agent", version, about)]
 pub struct Config {
-    /// NATS server URL.
-    #[arg(long, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL)]
-    pub nats_url: String,
+    /// NATS URL, credentials and TLS.
+    #[command(flatten)]
+    pub nats: NatsOptions,
 
     /// This agent's id: one token of [A-Za-z0-9_-]. Defaults to the host name.
     #[arg(long, env = "FLEET_AGENT_ID")]

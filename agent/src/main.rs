@@ -20,7 +20,6 @@ mod workloads;
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Parser;
 use fleet_protocol::{event::Register, subjects};
 
@@ -53,12 +52,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await?;
         capabilities.gpus = gpus;
     }
-    let nats = async_nats::ConnectOptions::new()
+    // Replies (JetStream acks) come to an inbox under the agent's own id,
+    // so the server can let each agent read only its own (deploy/nats.conf).
+    let options = config
+        .nats
+        .connect_options()
+        .await?
         .name(format!("fleet-agent {agent_id}"))
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+        .custom_inbox_prefix(subjects::agent_inbox_prefix(&agent_id))
+        .retry_on_initial_connect();
+    let nats = config.nats.connect_with(options).await?;
     let js = reporter::events_context(nats.clone()).await;
 
     // One agent, or N simulated ones sharing this process and connection.

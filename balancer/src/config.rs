@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use fleet_protocol::defaults;
 use fleet_protocol::logging::LogFormat;
+use fleet_protocol::{defaults, NatsOptions};
 
 use crate::policy::{Policy, Weights};
 
@@ -13,9 +13,9 @@ use crate::policy::{Policy, Weights};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fleet-balancer", version, about)]
 pub struct Config {
-    /// NATS server URL.
-    #[arg(long, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL)]
-    pub nats_url: String,
+    /// NATS URL, credentials and TLS.
+    #[command(flatten)]
+    pub nats: NatsOptions,
 
     /// Redis server URL.
     #[arg(long, env = "FLEET_REDIS_URL", default_value = defaults::REDIS_URL)]

@@ -334,10 +334,13 @@ impl Events {
             (AgentEvent::Failed(e), "duplicate_dead") => self.failed_attempt(e, status, reply, now),
             (_, "ok" | "duplicate") => Outcome::Nothing,
             (_, other) => {
-                if other == "stale" {
-                    crate::metrics::rejected("event", "stale");
+                let reason = reply.get(1).map(String::as_str).unwrap_or(other);
+                // Forged or misrouted events show up here (late ones too);
+                // an old incarnation's heartbeat is ordinary after a restart.
+                if matches!(other, "stale" | "unknown_job") {
+                    crate::metrics::rejected("event", reason);
                 }
-                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, "event changed nothing");
+                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, reason, "event changed nothing");
                 Outcome::Nothing
             }
         }

@@ -66,7 +66,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let watch = Arc::new(watch::Watch::new());
     let activity = Arc::new(rate::Activity::default());
     let watch_events = watch.clone();
-    let nats = async_nats::ConnectOptions::new()
+    let nats_options = config.nats.connect_options().await?;
+    let nats = nats_options
         .name("fleet-balancer")
         .event_callback(move |event| {
             let watch = watch_events.clone();
@@ -80,10 +81,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
             }
         })
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+        .retry_on_initial_connect();
+    let nats = config.nats.connect_with(nats).await?;
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(20_000)
         .backpressure_on_inflight(true)

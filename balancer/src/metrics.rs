@@ -59,8 +59,11 @@ pub fn job_timing(queue_wait_ms: u64, run_ms: u64) {
 
 /// A refused submission or event, by reason.
 pub fn rejected(kind: &'static str, reason: &str) {
-    metrics::counter!("fleet_rejected_total", "what" => kind, "reason" => reason.to_string())
-        .increment(1);
+    let name = match kind {
+        "event" => "fleet_rejected_events_total",
+        _ => "fleet_rejected_submissions_total",
+    };
+    metrics::counter!(name, "reason" => reason.to_string()).increment(1);
 }
 
 /// Sets the fleet gauges from a fresh stats document.

@@ -11,15 +11,15 @@ mod commands;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_protocol::defaults;
+use fleet_protocol::{defaults, NatsOptions};
 
 /// fleetctl: the fleet producer and operator command line.
 #[derive(Debug, Parser)]
 #[command(name = "fleetctl", version, about)]
 pub struct Cli {
-    /// NATS server URL.
-    #[arg(long, global = true, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL)]
-    pub nats_url: String,
+    /// NATS URL, credentials and TLS.
+    #[command(flatten)]
+    pub nats: NatsOptions,
 
     /// Balancer HTTP URL.
     #[arg(long, global = true, env = "FLEET_BALANCER_URL", default_value = defaults::BALANCER_URL)]

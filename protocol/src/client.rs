@@ -24,6 +24,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use futures::StreamExt;
 
+use crate::connect::{ConnectError, NatsOptions};
 use crate::ids::{is_valid_token, new_job_id, InvalidId};
 use crate::job::JobSpec;
 use crate::result::JobResult;
@@ -35,8 +36,8 @@ const MAX_ACKS_IN_FLIGHT: usize = 20_000;
 /// Errors a producer can meet.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to NATS at {url}: {error}")]
-    Connect { url: String, error: String },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error(transparent)]
     Streams(#[from] streams::EnsureError),
     #[error("invalid job id: {0}")]
@@ -62,12 +63,12 @@ impl Client {
     /// Connects to NATS at `url` and makes sure the job and result streams
     /// exist, so a producer may start before the balancer.
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let nats = async_nats::connect(url)
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: url.to_string(),
-                error: e.to_string(),
-            })?;
+        Client::connect_with(&NatsOptions::new(url)).await
+    }
+
+    /// Connects with credentials and TLS settings (see [`NatsOptions`]).
+    pub async fn connect_with(options: &NatsOptions) -> Result<Client, ClientError> {
+        let nats = options.connect().await?;
         Client::from_nats(nats).await
     }
 

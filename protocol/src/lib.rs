@@ -13,6 +13,7 @@
 pub mod assignment;
 pub mod capabilities;
 pub mod client;
+pub mod connect;
 pub mod defaults;
 pub mod event;
 pub mod ids;
@@ -30,6 +31,7 @@ pub mod workload;
 pub use assignment::{Assignment, AssignmentBatch, ControlMessage};
 pub use capabilities::{gpus_wanted, Capabilities, GpuInfo};
 pub use client::{Client, ClientError};
+pub use connect::{ConnectError, NatsOptions};
 pub use event::{
     AgentEvent, Completed, Failed, GpuStatus, Heartbeat, Register, RunningJob, Started,
 };

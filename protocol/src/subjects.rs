@@ -16,6 +16,13 @@ pub fn assign(agent_id: &str) -> String {
     format!("fleet.agent.{agent_id}.assign")
 }
 
+/// The inbox prefix an agent's connection uses for replies (JetStream
+/// acks), under its own id so that NATS permissions can keep each agent
+/// out of every other connection's replies.
+pub fn agent_inbox_prefix(agent_id: &str) -> String {
+    format!("_INBOX_AGENT.{agent_id}")
+}
+
 /// Where the balancer sends an agent control messages.
 pub fn control(agent_id: &str) -> String {
     format!("fleet.agent.{agent_id}.control")

@@ -8,6 +8,8 @@
 //! so `cargo build --workspace` must run before `cargo test` (the
 //! `scripts/test` command does both).
 
+pub mod metrics;
+pub mod nats_roles;
 pub mod process;
 pub mod servers;
 pub mod spy;
@@ -19,8 +21,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::Value;
 
+pub use nats_roles::{NatsRoles, Role};
 pub use process::Process;
-pub use servers::{NatsServer, RedisServer};
+pub use servers::{NatsServer, NatsSetup, RedisServer};
 pub use spy::EventSpy;
 pub use wait::wait_until;
 
@@ -61,6 +64,9 @@ pub struct FleetConfig {
     pub balancer_args: Vec<String>,
     /// Extra flags for every agent.
     pub agent_args: Vec<String>,
+    /// Run NATS with the shipped `deploy/nats.conf` and these credentials
+    /// (each process connects as its role); `None`: an open server.
+    pub nats_roles: Option<NatsRoles>,
 }
 
 impl Default for FleetConfig {
@@ -71,6 +77,7 @@ impl Default for FleetConfig {
             heartbeat_timeout: Duration::from_secs(3),
             balancer_args: Vec::new(),
             agent_args: Vec::new(),
+            nats_roles: None,
         }
     }
 }
@@ -100,7 +107,12 @@ impl Fleet {
     /// Starts everything and waits until every agent is registered and healthy.
     pub async fn start(config: FleetConfig) -> anyhow::Result<Fleet> {
         let dir = tempfile::Builder::new().prefix("fleet-test-").tempdir()?;
-        let nats = NatsServer::start(dir.path().join("nats"))?;
+        let setup = config
+            .nats_roles
+            .as_ref()
+            .map(NatsRoles::setup)
+            .unwrap_or_default();
+        let nats = NatsServer::start_with(dir.path().join("nats"), 0, setup)?;
         let redis = RedisServer::start(dir.path().join("redis"))?;
         let http_port = servers::free_port()?;
         let balancer = start_balancer(
@@ -159,6 +171,7 @@ impl Fleet {
                 format!("{}ms", self.config.heartbeat_interval.as_millis()),
             ]
             .into_iter()
+            .chain(self.role_args(&Role::Agent(id.to_string())))
             .chain(extra),
             &self.dir.path().join(format!("agent-{id}.log")),
         )?;
@@ -207,9 +220,7 @@ impl Fleet {
 
     /// SIGKILLs nats-server and starts it again on its port and store.
     pub fn restart_nats(&mut self) -> anyhow::Result<()> {
-        self.nats.process().kill9();
-        self.nats = NatsServer::start_on(self.nats.dir.clone(), self.nats.port)?;
-        Ok(())
+        self.nats.restart()
     }
 
     /// The audit report (`GET /api/admin/audit`).
@@ -230,14 +241,32 @@ impl Fleet {
         Ok(reqwest::get(&url).await?.error_for_status()?.json().await?)
     }
 
-    /// A producer client.
-    pub async fn client(&self) -> anyhow::Result<fleet_protocol::Client> {
-        Ok(fleet_protocol::Client::connect(&self.nats.url()).await?)
+    /// Flags that authenticate a process as `role` (none on an open server).
+    pub fn role_args(&self, role: &Role) -> Vec<String> {
+        self.config
+            .nats_roles
+            .as_ref()
+            .map(|r| r.args(role))
+            .unwrap_or_default()
     }
 
-    /// A plain NATS connection, for raw publishes and spying.
+    /// Connection settings for `role` (anonymous on an open server).
+    pub fn nats_options(&self, role: &Role) -> fleet_protocol::NatsOptions {
+        match &self.config.nats_roles {
+            Some(roles) => roles.options(&self.nats.url(), role),
+            None => fleet_protocol::NatsOptions::new(self.nats.url()),
+        }
+    }
+
+    /// A producer client.
+    pub async fn client(&self) -> anyhow::Result<fleet_protocol::Client> {
+        Ok(fleet_protocol::Client::connect_with(&self.nats_options(&Role::Producer)).await?)
+    }
+
+    /// A plain NATS connection, for raw publishes and spying; on a secured
+    /// server it has the balancer's rights, which cover every subject.
     pub async fn nats_client(&self) -> anyhow::Result<async_nats::Client> {
-        Ok(async_nats::connect(self.nats.url()).await?)
+        Ok(self.nats_options(&Role::Balancer).connect().await?)
     }
 
     /// The balancer's log so far.
@@ -276,6 +305,9 @@ fn start_balancer(
         "--heartbeat-timeout".into(),
         format!("{}ms", config.heartbeat_timeout.as_millis()),
     ];
+    if let Some(roles) = &config.nats_roles {
+        args.extend(roles.args(&Role::Balancer));
+    }
     args.extend(config.balancer_args.iter().cloned());
     Process::spawn("balancer", binary("fleet-balancer")?, args, log)
 }

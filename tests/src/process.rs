@@ -22,6 +22,21 @@ impl Process {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// [`Process::spawn`] with extra environment variables.
+    pub fn spawn_with_env<I, S>(
+        name: &str,
+        program: impl AsRef<Path>,
+        args: I,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Process>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let out = File::options().create(true).append(true).open(log)?;
         let child = Command::new(program.as_ref())
             .args(args)
@@ -31,6 +46,7 @@ impl Process {
             )
             .env_remove("FLEET_NATS_URL")
             .env_remove("FLEET_REDIS_URL")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

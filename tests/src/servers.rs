@@ -28,11 +28,24 @@ pub fn nats_server_binary() -> PathBuf {
     PathBuf::from("nats-server")
 }
 
+/// How to run a nats-server beyond the defaults: a configuration file
+/// (with the environment it reads secrets from), and TLS.
+#[derive(Debug, Clone, Default)]
+pub struct NatsSetup {
+    /// Extra command-line arguments (`-c deploy/nats.conf`).
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Clients must use TLS (`tls://` URLs).
+    pub tls: bool,
+}
+
 /// A nats-server with JetStream.
 pub struct NatsServer {
     process: Process,
     pub port: u16,
     pub dir: PathBuf,
+    pub setup: NatsSetup,
 }
 
 impl NatsServer {
@@ -43,6 +56,12 @@ impl NatsServer {
 
     /// Starts on `port` (0: pick one) with its store in `dir`.
     pub fn start_on(dir: PathBuf, port: u16) -> anyhow::Result<NatsServer> {
+        Self::start_with(dir, port, NatsSetup::default())
+    }
+
+    /// Starts on `port` (0: pick one) with its store in `dir`, set up as
+    /// `setup` says.
+    pub fn start_with(dir: PathBuf, port: u16, setup: NatsSetup) -> anyhow::Result<NatsServer> {
         std::fs::create_dir_all(&dir)?;
         let log = dir.join("nats.log");
         let _ = std::fs::remove_file(&log);
@@ -51,20 +70,17 @@ impl NatsServer {
         } else {
             port.to_string()
         };
-        let process = Process::spawn(
-            "nats-server",
-            nats_server_binary(),
-            [
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port_arg,
-                "-sd",
-                &dir.join("js").to_string_lossy(),
-            ],
-            &log,
-        )?;
+        let args = setup.args.iter().cloned().chain([
+            "-js".to_string(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port_arg,
+            "-sd".into(),
+            dir.join("js").to_string_lossy().into_owned(),
+        ]);
+        let process =
+            Process::spawn_with_env("nats-server", nats_server_binary(), args, &setup.env, &log)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let marker = "Listening for client connections on ";
         let port = loop {
@@ -86,11 +102,24 @@ impl NatsServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        Ok(NatsServer { process, port, dir })
+        Ok(NatsServer {
+            process,
+            port,
+            dir,
+            setup,
+        })
+    }
+
+    /// SIGKILLs the server and starts it again on its port, store and setup.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill9();
+        *self = Self::start_with(self.dir.clone(), self.port, self.setup.clone())?;
+        Ok(())
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.setup.tls { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn process(&mut self) -> &mut Process {

@@ -3,7 +3,7 @@
 -- (invariant 2). A repeat of the accepted completion (a redelivered event)
 -- answers 'duplicate' so the caller can re-publish the result.
 -- Returns {'accepted', history, submitted_at, assigned_at, started_at},
--- {'duplicate', history, submitted_at, assigned_at, started_at}, {'stale'}
+-- {'duplicate', history, submitted_at, assigned_at, started_at}, {'stale', reason}
 -- or {'unknown_job'}.
 
 local function on_completed(agent, id, attempt, result, duration_ms, now)
@@ -32,6 +32,5 @@ local function on_completed(agent, id, attempt, result, duration_ms, now)
     local t = redis.call('HMGET', key, 'history', 'submitted_at', 'assigned_at', 'started_at')
     return {'duplicate', t[1], t[2] or '', t[3] or '', t[4] or ''}
   end
-  stat('stale_events')
-  return {'stale'}
+  return refuse(job[3], job[2], agent, attempt)
 end

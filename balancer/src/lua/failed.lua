@@ -2,7 +2,7 @@
 -- current attempt counts; the job is re-queued one class up or, with its
 -- attempts spent, dead-lettered.
 -- Returns {'requeued'}, {'dead', history}, {'duplicate_dead', history} (a
--- redelivered copy of the failure that killed it), {'stale'} or
+-- redelivered copy of the failure that killed it), {'stale', reason} or
 -- {'unknown_job'}.
 
 local function on_failed(agent, id, attempt, err, duration_ms, now)
@@ -18,6 +18,5 @@ local function on_failed(agent, id, attempt, err, duration_ms, now)
   if current and job[1] == 'dead' then
     return {'duplicate_dead', redis.call('HGET', k_job(id), 'history')}
   end
-  stat('stale_events')
-  return {'stale'}
+  return refuse(job[3], job[2], agent, attempt)
 end

@@ -67,6 +67,17 @@ local function stat(field, n)
   redis.call('HINCRBY', K_STATS, field, n or 1)
 end
 
+-- The refusal of an event from `agent` about `attempt` of a job whose
+-- lease is (`job_agent`, `job_attempt`): {'stale', reason}, the reason
+-- telling a forged or misrouted event (not_lease_holder) from a late one
+-- (stale_attempt, not_live), so each is counted apart.
+local function refuse(job_agent, job_attempt, agent, attempt)
+  stat('stale_events')
+  if job_agent ~= agent then return {'stale', 'not_lease_holder'} end
+  if tonumber(job_attempt) ~= attempt then return {'stale', 'stale_attempt'} end
+  return {'stale', 'not_live'}
+end
+
 local function queue_score(rank, seq)
   return string.format('%d', (3 - rank) * PRIO_SPAN + seq)
 end

@@ -1,7 +1,7 @@
 -- started.lua: an agent began an attempt. Only the lease holder's current
 -- attempt moves the job to running; its lease then lasts for the lease's
 -- timeout times the buffer.
--- Returns {'ok'}, {'duplicate'}, {'stale'} or {'unknown_job'}.
+-- Returns {'ok'}, {'duplicate'}, {'stale', reason} or {'unknown_job'}.
 
 local function on_started(agent, id, attempt, now, buffer)
   local key = k_job(id)
@@ -12,8 +12,7 @@ local function on_started(agent, id, attempt, now, buffer)
     return {'unknown_job'}
   end
   if job[3] ~= agent or tonumber(job[2]) ~= attempt then
-    stat('stale_events')
-    return {'stale'}
+    return refuse(job[3], job[2], agent, attempt)
   end
   if job[1] == 'assigned' then
     -- started_beat: how many heartbeats of this agent preceded the start;
@@ -31,6 +30,5 @@ local function on_started(agent, id, attempt, now, buffer)
   elseif job[1] == 'running' then
     return {'duplicate'}
   end
-  stat('stale_events')
-  return {'stale'}
+  return refuse(job[3], job[2], agent, attempt)
 end

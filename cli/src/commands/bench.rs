@@ -112,7 +112,7 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
         .collect::<anyhow::Result<_>>()?;
     let capacity = fleet_capacity(cli).await;
 
-    let client = Client::connect(&cli.nats_url).await?;
+    let client = Client::connect_with(&cli.nats).await?;
     // Time each result as it is published, while submissions continue.
     let watch = client.watch_results().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -72,7 +72,7 @@ pub async fn run(cli: &Cli, a: &SubmitArgs) -> anyhow::Result<i32> {
         .validate(&a.id.clone().unwrap_or_else(|| "check".into()))
         .context("the job would be rejected")?;
 
-    let client = Client::connect(&cli.nats_url).await?;
+    let client = Client::connect_with(&cli.nats).await?;
     let started = Instant::now();
     let mut ids = Vec::with_capacity(a.count);
     let indices: Vec<usize> = (0..a.count).collect();

@@ -7,7 +7,7 @@ use fleet_protocol::{Client, JobState};
 use crate::Cli;
 
 pub async fn run(cli: &Cli, id: &str, timeout: Duration) -> anyhow::Result<i32> {
-    let client = Client::connect(&cli.nats_url).await?;
+    let client = Client::connect_with(&cli.nats).await?;
     let result = client.wait(id, timeout).await?;
     if cli.json {
         println!("{}", serde_json::to_string(&result)?);

@@ -1,0 +1,298 @@
+//! Who may do what, on a fleet whose nats-server runs the shipped
+//! `deploy/nats.conf`: strangers are refused, an agent can neither read
+//! another agent's assignments nor speak in its name, a producer cannot
+//! pose as an agent or as the balancer, and an event that the server's
+//! permissions let through but the job's lease does not back is refused
+//! by the balancer, counted, and leaves the real result standing.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use fleet_protocol::{subjects, Completed, JobSpec, JobState, NatsOptions};
+use fleet_tests::metrics::{get, scrape};
+use fleet_tests::{wait_until, Fleet, FleetConfig, NatsRoles, Role};
+use serde_json::json;
+
+/// A connection whose server errors (permission violations) are recorded.
+struct Watched {
+    nats: async_nats::Client,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watched {
+    async fn connect(options: &NatsOptions, inbox: Option<String>) -> anyhow::Result<Watched> {
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        let mut connect = options
+            .connect_options()
+            .await?
+            .event_callback(move |event| {
+                let sink = sink.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        sink.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(e.to_string());
+                    }
+                }
+            });
+        if let Some(prefix) = inbox {
+            connect = connect.custom_inbox_prefix(prefix);
+        }
+        Ok(Watched {
+            nats: options.connect_with(connect).await?,
+            errors,
+        })
+    }
+
+    /// Waits until the server has refused `what` (`Publish`/`Subscription`)
+    /// on `subject`.
+    async fn refused(&self, what: &str, subject: &str) -> anyhow::Result<()> {
+        let want = format!("permissions violation for {what} to \"{subject}\"").to_lowercase();
+        wait_until(
+            Duration::from_secs(10),
+            &format!("a permission error for {what} to {subject}"),
+            || async {
+                let errors = self
+                    .errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                Ok(errors.iter().any(|e| e.to_lowercase().contains(&want)))
+            },
+        )
+        .await
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn secured(agents: &[&str]) -> anyhow::Result<FleetConfig> {
+    Ok(FleetConfig {
+        agents: agents.iter().map(|id| (id.to_string(), 2)).collect(),
+        nats_roles: Some(NatsRoles::generate()?),
+        ..FleetConfig::default()
+    })
+}
+
+fn completion(agent: &str, job: &str, attempt: u32, result: serde_json::Value) -> Vec<u8> {
+    let event = Completed {
+        agent_id: agent.to_string(),
+        job_id: job.to_string(),
+        attempt,
+        result,
+        duration_ms: 1,
+    };
+    serde_json::to_vec(&event).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secured_fleet_runs_jobs_and_refuses_strangers() -> anyhow::Result<()> {
+    let fleet = Fleet::start(secured(&["agent-cpu", "agent-gpu"])?).await?;
+
+    // Every role on its own credentials, end to end: one agent by
+    // password, one by nkey, a producer by password.
+    let client = fleet.client().await?;
+    let jobs = vec![JobSpec::new("echo", json!({"n": 1})); 100];
+    let ids = client.submit_many(jobs).await?;
+    let results = client
+        .wait_many(&ids, Duration::from_secs(60), |_| {})
+        .await?;
+    assert!(results.iter().all(|r| r.state == JobState::Succeeded));
+    let mut used: Vec<_> = results.iter().filter_map(|r| r.agent_id.clone()).collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used, ["agent-cpu", "agent-gpu"], "both agents ran jobs");
+
+    // No credentials, a wrong password, an unknown nkey: refused.
+    let url = fleet.nats.url();
+    let anonymous = NatsOptions::new(&url).connect().await;
+    assert!(anonymous.is_err(), "an anonymous connection was accepted");
+    let wrong = NatsOptions::new(&url)
+        .user_and_password("producer", "guess")
+        .connect()
+        .await;
+    assert!(wrong.is_err(), "a wrong password was accepted");
+    let stranger = nkeys::KeyPair::new_user().seed()?;
+    let unknown = NatsOptions::new(&url).nkey_seed(&stranger).connect().await;
+    assert!(unknown.is_err(), "an unknown nkey was accepted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_and_producers_stay_in_their_lanes() -> anyhow::Result<()> {
+    let fleet = Fleet::start(secured(&["agent-gpu"])?).await?;
+    let roles = fleet
+        .config
+        .nats_roles
+        .clone()
+        .unwrap_or(NatsRoles::generate()?);
+    let url = fleet.nats.url();
+
+    // agent-cpu's credentials cannot read agent-gpu's assignments or
+    // control messages, nor publish events in its name.
+    let cpu = Watched::connect(
+        &roles.options(&url, &Role::Agent("agent-cpu".into())),
+        Some(subjects::agent_inbox_prefix("agent-cpu")),
+    )
+    .await?;
+    let _sub = cpu.nats.subscribe(subjects::assign("agent-gpu")).await?;
+    cpu.refused("subscription", &subjects::assign("agent-gpu"))
+        .await?;
+    let _sub = cpu.nats.subscribe("fleet.agent.>").await?;
+    cpu.refused("subscription", "fleet.agent.>").await?;
+    let _sub = cpu.nats.subscribe("_INBOX_AGENT.agent-gpu.>").await?;
+    cpu.refused("subscription", "_INBOX_AGENT.agent-gpu.>")
+        .await?;
+    let forged = subjects::event("completed", "agent-gpu");
+    cpu.nats
+        .publish(
+            forged.clone(),
+            completion("agent-gpu", "x", 1, json!({})).into(),
+        )
+        .await?;
+    cpu.refused("publish", &forged).await?;
+    // Assigning is the balancer's alone.
+    cpu.nats
+        .publish(subjects::assign("agent-gpu"), "[]".into())
+        .await?;
+    cpu.refused("publish", &subjects::assign("agent-gpu"))
+        .await?;
+    // Its own lane is open: no error for its own subjects.
+    let before = cpu.errors().len();
+    let _own = cpu.nats.subscribe(subjects::assign("agent-cpu")).await?;
+    cpu.nats.flush().await?;
+    assert_eq!(cpu.errors().len(), before, "{:?}", cpu.errors());
+
+    // A producer submits and reads results, but cannot publish agent
+    // events or assignments, read assignments, or delete a stream.
+    let producer = Watched::connect(&roles.options(&url, &Role::Producer), None).await?;
+    let event = subjects::event("completed", "agent-gpu");
+    producer
+        .nats
+        .publish(
+            event.clone(),
+            completion("agent-gpu", "x", 1, json!({})).into(),
+        )
+        .await?;
+    producer.refused("publish", &event).await?;
+    producer
+        .nats
+        .publish(subjects::assign("agent-gpu"), "[]".into())
+        .await?;
+    producer
+        .refused("publish", &subjects::assign("agent-gpu"))
+        .await?;
+    let _sub = producer
+        .nats
+        .subscribe(subjects::assign("agent-gpu"))
+        .await?;
+    producer
+        .refused("subscription", &subjects::assign("agent-gpu"))
+        .await?;
+    let js = jetstream::new(producer.nats.clone());
+    let deleted =
+        tokio::time::timeout(Duration::from_secs(5), js.delete_stream("FLEET_JOBS")).await;
+    assert!(
+        !matches!(deleted, Ok(Ok(_))),
+        "a producer deleted the jobs stream"
+    );
+    producer
+        .refused("publish", "$JS.API.STREAM.DELETE.FLEET_JOBS")
+        .await?;
+
+    // The fleet still works after all that.
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec::new("echo", json!({"ok": 1})))
+        .await?;
+    let result = client.wait(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.state, JobState::Succeeded);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_completion_is_refused_and_the_real_result_stands() -> anyhow::Result<()> {
+    let fleet = Fleet::start(secured(&["agent-gpu"])?).await?;
+    let roles = fleet
+        .config
+        .nats_roles
+        .clone()
+        .unwrap_or(NatsRoles::generate()?);
+    let url = fleet.nats.url();
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec::new("sleep", json!({"ms": 3000})))
+        .await?;
+    wait_until(Duration::from_secs(20), "the job running", || async {
+        Ok(fleet.job(&id).await?["state"] == "running")
+    })
+    .await?;
+
+    // agent-cpu, on its own subject (which the server allows), claims a
+    // job leased to agent-gpu: the lease says otherwise.
+    let cpu = Watched::connect(
+        &roles.options(&url, &Role::Agent("agent-cpu".into())),
+        Some(subjects::agent_inbox_prefix("agent-cpu")),
+    )
+    .await?;
+    let cpu_js = jetstream::new(cpu.nats.clone());
+    cpu_js
+        .publish(
+            subjects::event("completed", "agent-cpu"),
+            completion("agent-cpu", &id, 1, json!({"forged": "not the holder"})).into(),
+        )
+        .await?
+        .await?;
+    // The same agent naming agent-gpu in the body: subject and body disagree.
+    cpu_js
+        .publish(
+            subjects::event("completed", "agent-cpu"),
+            completion("agent-gpu", &id, 1, json!({"forged": "mismatch"})).into(),
+        )
+        .await?
+        .await?;
+    // agent-gpu's own credentials (a replay, or a confused agent) with an
+    // attempt its lease never issued.
+    let gpu = Watched::connect(
+        &roles.options(&url, &Role::Agent("agent-gpu".into())),
+        Some(subjects::agent_inbox_prefix("agent-gpu")),
+    )
+    .await?;
+    jetstream::new(gpu.nats.clone())
+        .publish(
+            subjects::event("completed", "agent-gpu"),
+            completion("agent-gpu", &id, 7, json!({"forged": "stale"})).into(),
+        )
+        .await?
+        .await?;
+
+    for reason in ["not_lease_holder", "agent_mismatch", "stale_attempt"] {
+        let series = format!("fleet_rejected_events_total{{reason=\"{reason}\"}}");
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{reason} counted"),
+            || async { Ok(get(&scrape(&fleet).await?, &series) >= 1.0) },
+        )
+        .await?;
+    }
+    // None of them ended the job; the real agent's result stands.
+    assert_eq!(fleet.job(&id).await?["state"], "running");
+    let result = client.wait(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.state, JobState::Succeeded);
+    assert_eq!(result.agent_id.as_deref(), Some("agent-gpu"));
+    let body = result.result.map(|r| r.to_string()).unwrap_or_default();
+    assert!(
+        !body.contains("forged"),
+        "a forged result was accepted: {body}"
+    );
+    assert_eq!(result.attempts.len(), 1, "{:?}", result.attempts);
+    assert!(cpu.errors().is_empty(), "{:?}", cpu.errors());
+    Ok(())
+}
