@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod placement;
 pub mod policy;
 pub mod rate;
+pub mod redis_options;
 pub mod results;
 pub mod scheduler;
 pub mod scripts;
@@ -88,9 +89,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .backpressure_on_inflight(true)
         .build(nats.clone());
     streams::ensure(&js, &[streams::JOBS, streams::EVENTS, streams::RESULTS]).await?;
-    let store = store::Store::connect(&config.redis_url, fleet_protocol::Keys::default())
+    let store = store::Store::open(config.redis.client()?, fleet_protocol::Keys::default())
         .await
-        .with_context(|| format!("cannot connect to Redis at {}", config.redis_url))?;
+        .with_context(|| format!("cannot connect to Redis at {}", config.redis.redacted_url()))?;
 
     let directory = Arc::new(directory::Directory::new(config.heartbeat_timeout));
     let wake = Arc::new(Notify::new());

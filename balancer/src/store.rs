@@ -185,8 +185,14 @@ pub struct Store {
 }
 
 impl Store {
+    /// Connects to the Redis at `url` (see [`crate::redis_options`] for
+    /// TLS).
     pub async fn connect(url: &str, keys: Keys) -> StoreResult<Store> {
-        let client = redis::Client::open(url)?;
+        Store::open(redis::Client::open(url)?, keys).await
+    }
+
+    /// Connects through `client`.
+    pub async fn open(client: redis::Client, keys: Keys) -> StoreResult<Store> {
         // Batched scripts take milliseconds, not the default 500 ms budget
         // of a single command; allow for a slow disk under AOF too.
         let config = ConnectionManagerConfig::new()

@@ -129,3 +129,16 @@ async fn main() {
         }
     }
 }
+
+#[cfg(test)]
+mod command_line_tests {
+    use clap::CommandFactory;
+
+    /// clap checks flag names and ids for clashes only when asked (or in a
+    /// debug build at run time); flattened option groups make that easy
+    /// to miss.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

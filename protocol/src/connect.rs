@@ -45,13 +45,18 @@ pub enum ConnectError {
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct NatsOptions {
     /// NATS server URL (`nats://` or `tls://`).
-    #[cfg_attr(feature = "cli", arg(long = "nats-url", global = true, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL))]
+    #[cfg_attr(feature = "cli", arg(id = "nats_url", long = "nats-url", global = true, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL))]
     pub url: String,
 
     /// NATS user name (with --nats-password).
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-user", global = true, env = "FLEET_NATS_USER")
+        arg(
+            id = "nats_user",
+            long = "nats-user",
+            global = true,
+            env = "FLEET_NATS_USER"
+        )
     )]
     pub user: Option<String>,
 
@@ -60,6 +65,7 @@ pub struct NatsOptions {
     #[cfg_attr(
         feature = "cli",
         arg(
+            id = "nats_password",
             long = "nats-password",
             global = true,
             env = "FLEET_NATS_PASSWORD",
@@ -71,7 +77,12 @@ pub struct NatsOptions {
     /// A file holding this connection's nkey seed (`SU…`).
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-nkey-file", global = true, env = "FLEET_NATS_NKEY_FILE")
+        arg(
+            id = "nats_nkey_file",
+            long = "nats-nkey-file",
+            global = true,
+            env = "FLEET_NATS_NKEY_FILE"
+        )
     )]
     pub nkey_file: Option<PathBuf>,
 
@@ -80,6 +91,7 @@ pub struct NatsOptions {
     #[cfg_attr(
         feature = "cli",
         arg(
+            id = "nats_nkey_seed",
             long = "nats-nkey-seed",
             global = true,
             env = "FLEET_NATS_NKEY_SEED",
@@ -91,7 +103,12 @@ pub struct NatsOptions {
     /// A `.creds` file (user JWT and nkey seed) for servers in operator mode.
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-creds", global = true, env = "FLEET_NATS_CREDS")
+        arg(
+            id = "nats_creds",
+            long = "nats-creds",
+            global = true,
+            env = "FLEET_NATS_CREDS"
+        )
     )]
     pub creds: Option<PathBuf>,
 
@@ -99,7 +116,7 @@ pub struct NatsOptions {
     /// certificate (implies TLS).
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-ca", global = true, env = "FLEET_NATS_CA")
+        arg(id = "nats_ca", long = "nats-ca", global = true, env = "FLEET_NATS_CA")
     )]
     pub ca: Option<PathBuf>,
 
@@ -107,21 +124,36 @@ pub struct NatsOptions {
     /// --nats-key).
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-cert", global = true, env = "FLEET_NATS_CERT")
+        arg(
+            id = "nats_cert",
+            long = "nats-cert",
+            global = true,
+            env = "FLEET_NATS_CERT"
+        )
     )]
     pub cert: Option<PathBuf>,
 
     /// PEM private key of --nats-cert.
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-key", global = true, env = "FLEET_NATS_KEY")
+        arg(
+            id = "nats_key",
+            long = "nats-key",
+            global = true,
+            env = "FLEET_NATS_KEY"
+        )
     )]
     pub key: Option<PathBuf>,
 
     /// Refuse to talk to NATS without TLS.
     #[cfg_attr(
         feature = "cli",
-        arg(long = "nats-tls", global = true, env = "FLEET_NATS_TLS")
+        arg(
+            id = "nats_tls",
+            long = "nats-tls",
+            global = true,
+            env = "FLEET_NATS_TLS"
+        )
     )]
     pub require_tls: bool,
 }

@@ -10,6 +10,7 @@
 
 pub mod metrics;
 pub mod nats_roles;
+pub mod pki;
 pub mod process;
 pub mod servers;
 pub mod spy;
@@ -22,8 +23,9 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 pub use nats_roles::{NatsRoles, Role};
+pub use pki::TestPki;
 pub use process::Process;
-pub use servers::{NatsServer, NatsSetup, RedisServer};
+pub use servers::{NatsServer, NatsSetup, RedisServer, RedisSetup};
 pub use spy::EventSpy;
 pub use wait::wait_until;
 
@@ -67,6 +69,11 @@ pub struct FleetConfig {
     /// Run NATS with the shipped `deploy/nats.conf` and these credentials
     /// (each process connects as its role); `None`: an open server.
     pub nats_roles: Option<NatsRoles>,
+    /// Run Redis with this ACL user `(name, password)` and no default user.
+    pub redis_acl: Option<(String, String)>,
+    /// Run NATS and Redis over TLS only, both verifying client
+    /// certificates, with a CA made for this fleet ([`Fleet::pki`]).
+    pub tls: bool,
 }
 
 impl Default for FleetConfig {
@@ -78,6 +85,8 @@ impl Default for FleetConfig {
             balancer_args: Vec::new(),
             agent_args: Vec::new(),
             nats_roles: None,
+            redis_acl: None,
+            tls: false,
         }
     }
 }
@@ -100,6 +109,8 @@ pub struct Fleet {
     pub balancer: Process,
     pub agents: Vec<Process>,
     pub http_port: u16,
+    /// The test CA and certificates, when the fleet runs over TLS.
+    pub pki: Option<TestPki>,
     pub dir: tempfile::TempDir,
 }
 
@@ -107,18 +118,41 @@ impl Fleet {
     /// Starts everything and waits until every agent is registered and healthy.
     pub async fn start(config: FleetConfig) -> anyhow::Result<Fleet> {
         let dir = tempfile::Builder::new().prefix("fleet-test-").tempdir()?;
-        let setup = config
+        let pki = match config.tls {
+            true => Some(TestPki::generate(&dir.path().join("pki"))?),
+            false => None,
+        };
+        let mut setup = config
             .nats_roles
             .as_ref()
             .map(NatsRoles::setup)
             .unwrap_or_default();
+        if let Some(pki) = &pki {
+            setup.tls = true;
+            setup.args.extend([
+                "--tlsverify".to_string(),
+                "--tlscert".into(),
+                pki.server_cert.to_string_lossy().into_owned(),
+                "--tlskey".into(),
+                pki.server_key.to_string_lossy().into_owned(),
+                "--tlscacert".into(),
+                pki.ca.to_string_lossy().into_owned(),
+            ]);
+        }
         let nats = NatsServer::start_with(dir.path().join("nats"), 0, setup)?;
-        let redis = RedisServer::start(dir.path().join("redis"))?;
+        let redis = RedisServer::start_with(
+            dir.path().join("redis"),
+            RedisSetup {
+                acl_user: config.redis_acl.clone(),
+                tls: pki.clone(),
+            },
+        )?;
         let http_port = servers::free_port()?;
         let balancer = start_balancer(
             &config,
             &nats,
             &redis,
+            pki.as_ref(),
             http_port,
             &dir.path().join("balancer.log"),
         )?;
@@ -129,9 +163,14 @@ impl Fleet {
             balancer,
             agents: Vec::new(),
             http_port,
+            pki,
             dir,
         };
-        fleet.wait_healthy().await?;
+        if let Err(e) = fleet.wait_healthy().await {
+            fleet.balancer.print_log_tail(40);
+            fleet.nats.process().print_log_tail(20);
+            return Err(e);
+        }
         for (id, slots) in &config.agents {
             fleet.start_agent(id, *slots)?;
         }
@@ -195,6 +234,7 @@ impl Fleet {
             &self.config,
             &self.nats,
             &self.redis,
+            self.pki.as_ref(),
             port,
             &self.dir.path().join(format!("{name}.log")),
         )?;
@@ -213,9 +253,7 @@ impl Fleet {
 
     /// SIGKILLs redis-server and starts it again on its port and data.
     pub fn restart_redis(&mut self) -> anyhow::Result<()> {
-        self.redis.process().kill9();
-        self.redis = RedisServer::start_on(self.redis.dir.clone(), self.redis.port)?;
-        Ok(())
+        self.redis.restart()
     }
 
     /// SIGKILLs nats-server and starts it again on its port and store.
@@ -241,20 +279,30 @@ impl Fleet {
         Ok(reqwest::get(&url).await?.error_for_status()?.json().await?)
     }
 
-    /// Flags that authenticate a process as `role` (none on an open server).
+    /// Flags that connect a process to NATS as `role`: credentials on a
+    /// secured server, certificates over TLS.
     pub fn role_args(&self, role: &Role) -> Vec<String> {
-        self.config
+        let mut args = self
+            .config
             .nats_roles
             .as_ref()
             .map(|r| r.args(role))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        args.extend(nats_tls_args(self.pki.as_ref()));
+        args
     }
 
     /// Connection settings for `role` (anonymous on an open server).
     pub fn nats_options(&self, role: &Role) -> fleet_protocol::NatsOptions {
-        match &self.config.nats_roles {
+        let options = match &self.config.nats_roles {
             Some(roles) => roles.options(&self.nats.url(), role),
             None => fleet_protocol::NatsOptions::new(self.nats.url()),
+        };
+        match &self.pki {
+            Some(pki) => options
+                .tls(&pki.ca)
+                .client_certificate(&pki.client_cert, &pki.client_key),
+            None => options,
         }
     }
 
@@ -288,26 +336,42 @@ pub async fn wait_leader(port: u16, limit: Duration) -> anyhow::Result<()> {
     .await
 }
 
+/// The flags that make a fleet process talk TLS to NATS with the test CA.
+fn nats_tls_args(pki: Option<&TestPki>) -> Vec<String> {
+    let Some(pki) = pki else {
+        return Vec::new();
+    };
+    [
+        ("--nats-ca", &pki.ca),
+        ("--nats-cert", &pki.client_cert),
+        ("--nats-key", &pki.client_key),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.to_string_lossy().into_owned()])
+    .collect()
+}
+
 fn start_balancer(
     config: &FleetConfig,
     nats: &NatsServer,
     redis: &RedisServer,
+    pki: Option<&TestPki>,
     http_port: u16,
     log: &std::path::Path,
 ) -> anyhow::Result<Process> {
     let mut args = vec![
         "--nats-url".to_string(),
         nats.url(),
-        "--redis-url".into(),
-        redis.url(),
         "--http-addr".into(),
         format!("127.0.0.1:{http_port}"),
         "--heartbeat-timeout".into(),
         format!("{}ms", config.heartbeat_timeout.as_millis()),
     ];
+    args.extend(redis.balancer_args());
     if let Some(roles) = &config.nats_roles {
         args.extend(roles.args(&Role::Balancer));
     }
+    args.extend(nats_tls_args(pki));
     args.extend(config.balancer_args.iter().cloned());
     Process::spawn("balancer", binary("fleet-balancer")?, args, log)
 }

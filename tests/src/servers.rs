@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use fleet_balancer::redis_options::RedisOptions;
+
+use crate::pki::TestPki;
 use crate::process::Process;
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
@@ -127,19 +130,36 @@ impl NatsServer {
     }
 }
 
+/// How to run a redis-server beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct RedisSetup {
+    /// An ACL user `(name, password)` limited to fleet's keys; the default
+    /// user is turned off, so a connection without it is refused.
+    pub acl_user: Option<(String, String)>,
+    /// Serve TLS only, with these certificates, and require client
+    /// certificates signed by its CA.
+    pub tls: Option<TestPki>,
+}
+
 /// A redis-server with the append-only file on.
 pub struct RedisServer {
     process: Process,
     pub port: u16,
     pub dir: PathBuf,
+    pub setup: RedisSetup,
 }
 
 impl RedisServer {
     /// Starts on a free port with its data in `dir`.
     pub fn start(dir: PathBuf) -> anyhow::Result<RedisServer> {
+        Self::start_with(dir, RedisSetup::default())
+    }
+
+    /// Starts on a free port with its data in `dir`, set up as `setup` says.
+    pub fn start_with(dir: PathBuf, setup: RedisSetup) -> anyhow::Result<RedisServer> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::start_on(dir.clone(), free_port()?) {
+            match Self::start_on_with(dir.clone(), free_port()?, setup.clone()) {
                 Ok(r) => return Ok(r),
                 Err(e) => last = Some(e),
             }
@@ -147,29 +167,71 @@ impl RedisServer {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
-    /// Starts on `port` with its data in `dir`; waits for an exact `PONG`
-    /// (right after start Redis may answer `LOADING`).
+    /// Starts on `port` with its data in `dir`.
     pub fn start_on(dir: PathBuf, port: u16) -> anyhow::Result<RedisServer> {
+        Self::start_on_with(dir, port, RedisSetup::default())
+    }
+
+    /// Starts on `port` with its data in `dir`, set up as `setup` says;
+    /// waits for an exact `PONG` (right after start Redis may answer
+    /// `LOADING`).
+    pub fn start_on_with(
+        dir: PathBuf,
+        port: u16,
+        setup: RedisSetup,
+    ) -> anyhow::Result<RedisServer> {
         std::fs::create_dir_all(&dir)?;
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "yes".into(),
+            "--dir".into(),
+            dir.to_string_lossy().into_owned(),
+        ];
+        match &setup.tls {
+            None => args.extend(["--port".into(), port.to_string()]),
+            Some(pki) => args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                pki.server_cert.to_string_lossy().into_owned(),
+                "--tls-key-file".into(),
+                pki.server_key.to_string_lossy().into_owned(),
+                "--tls-ca-cert-file".into(),
+                pki.ca.to_string_lossy().into_owned(),
+                "--tls-auth-clients".into(),
+                "yes".into(),
+            ]),
+        }
+        if let Some((user, password)) = &setup.acl_user {
+            // fleet's keys only, and no administrative or dangerous
+            // commands (CONFIG, FLUSHALL, KEYS, DEBUG, …).
+            args.extend([
+                "--user".into(),
+                "default".into(),
+                "off".into(),
+                "--user".into(),
+                user.clone(),
+                "on".into(),
+                format!(">{password}"),
+                "~fleet:*".into(),
+                "+@all".into(),
+                "-@dangerous".into(),
+            ]);
+        }
         let mut process = Process::spawn(
             "redis-server",
             std::env::var("FLEET_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                &dir.to_string_lossy(),
-            ],
+            args,
             &dir.join("redis.log"),
         )?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let client = options(&setup, port).client()?;
         loop {
             let pong = client
                 .get_connection_with_timeout(Duration::from_millis(200))
@@ -189,14 +251,67 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(RedisServer { process, port, dir })
+        Ok(RedisServer {
+            process,
+            port,
+            dir,
+            setup,
+        })
     }
 
+    /// SIGKILLs the server and starts it again on its port, data and setup.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill9();
+        *self = Self::start_on_with(self.dir.clone(), self.port, self.setup.clone())?;
+        Ok(())
+    }
+
+    /// The URL, with the ACL user's credentials when there is one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        options(&self.setup, self.port).url
+    }
+
+    /// Connection settings a balancer needs for this server.
+    pub fn options(&self) -> RedisOptions {
+        options(&self.setup, self.port)
+    }
+
+    /// The balancer flags for this server.
+    pub fn balancer_args(&self) -> Vec<String> {
+        let o = self.options();
+        let mut args = vec!["--redis-url".to_string(), o.url];
+        for (flag, path) in [
+            ("--redis-ca", o.ca),
+            ("--redis-cert", o.cert),
+            ("--redis-key", o.key),
+        ] {
+            if let Some(p) = path {
+                args.extend([flag.to_string(), p.to_string_lossy().into_owned()]);
+            }
+        }
+        args
     }
 
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+}
+
+fn options(setup: &RedisSetup, port: u16) -> RedisOptions {
+    let scheme = if setup.tls.is_some() {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let auth = match &setup.acl_user {
+        Some((user, password)) => format!("{user}:{password}@"),
+        None => String::new(),
+    };
+    let mut options = RedisOptions::new(format!("{scheme}://{auth}127.0.0.1:{port}"));
+    if let Some(pki) = &setup.tls {
+        options.ca = Some(pki.ca.clone());
+        options.cert = Some(pki.client_cert.clone());
+        options.key = Some(pki.client_key.clone());
+    }
+    options
 }

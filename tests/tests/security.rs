@@ -296,3 +296,109 @@ async fn a_forged_completion_is_refused_and_the_real_result_stands() -> anyhow::
     assert!(cpu.errors().is_empty(), "{:?}", cpu.errors());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_runs_over_tls_with_a_redis_acl_user() -> anyhow::Result<()> {
+    let password = fleet_protocol::new_job_id();
+    let fleet = Fleet::start(FleetConfig {
+        redis_acl: Some(("fleet".into(), password.clone())),
+        tls: true,
+        ..secured(&["agent-cpu", "agent-gpu"])?
+    })
+    .await?;
+
+    // End to end: every NATS connection is TLS with a client certificate
+    // and its role's credentials; the balancer reaches Redis over TLS as
+    // the ACL user.
+    let client = fleet.client().await?;
+    let ids = client
+        .submit_many(vec![JobSpec::new("echo", json!({"tls": true})); 50])
+        .await?;
+    let results = client
+        .wait_many(&ids, Duration::from_secs(60), |_| {})
+        .await?;
+    assert!(results.iter().all(|r| r.state == JobState::Succeeded));
+
+    // NATS: right credentials but no client certificate, or not trusting
+    // the test CA, or plain text: refused.
+    let roles = fleet
+        .config
+        .nats_roles
+        .clone()
+        .unwrap_or(NatsRoles::generate()?);
+    let pki = fleet.pki.clone().ok_or_else(|| anyhow::anyhow!("no PKI"))?;
+    let url = fleet.nats.url();
+    let producer = roles.options(&url, &Role::Producer);
+    let no_cert = producer.clone().tls(&pki.ca).connect().await;
+    assert!(
+        no_cert.is_err(),
+        "NATS accepted a client without a certificate"
+    );
+    let untrusted = producer
+        .clone()
+        .client_certificate(&pki.client_cert, &pki.client_key)
+        .connect()
+        .await;
+    assert!(
+        untrusted.is_err(),
+        "a client trusted a server outside its CA"
+    );
+    let plain_url = url.replacen("tls://", "nats://", 1);
+    let plain = roles.options(&plain_url, &Role::Producer);
+    let plain = tokio::time::timeout(Duration::from_secs(10), plain.connect()).await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "NATS accepted a connection that does not verify the server"
+    );
+
+    // Redis: TLS only, client certificates required, no default user, and
+    // the ACL user kept to fleet's keys without dangerous commands.
+    let port = fleet.redis.port;
+    let ping = |options: fleet_balancer::redis_options::RedisOptions| {
+        options
+            .client()
+            .and_then(|c| Ok(c.get_connection_with_timeout(Duration::from_secs(5))?))
+            .map_err(anyhow::Error::from)
+            .and_then(|mut c| Ok(redis::cmd("PING").query::<String>(&mut c)?))
+    };
+    let full = fleet.redis.options();
+    assert_eq!(ping(full.clone()).ok().as_deref(), Some("PONG"));
+    let mut no_user = full.clone();
+    no_user.url = format!("rediss://127.0.0.1:{port}");
+    assert!(
+        ping(no_user).is_err(),
+        "Redis answered without the ACL user"
+    );
+    let mut no_cert = full.clone();
+    no_cert.cert = None;
+    no_cert.key = None;
+    assert!(
+        ping(no_cert).is_err(),
+        "Redis accepted a client without a certificate"
+    );
+    let mut plain = full.clone();
+    plain.url = format!("redis://fleet:{password}@127.0.0.1:{port}");
+    plain.ca = None;
+    plain.cert = None;
+    plain.key = None;
+    assert!(ping(plain).is_err(), "Redis answered in plain text");
+    let mut conn = full
+        .client()?
+        .get_connection_with_timeout(Duration::from_secs(5))?;
+    let flush = redis::cmd("FLUSHALL").query::<String>(&mut conn);
+    assert!(
+        flush.as_ref().is_err_and(|e| e.code() == Some("NOPERM")),
+        "{flush:?}"
+    );
+    let other_key = redis::cmd("SET")
+        .arg("other:key")
+        .arg(1)
+        .query::<String>(&mut conn);
+    assert!(
+        other_key
+            .as_ref()
+            .is_err_and(|e| e.code() == Some("NOPERM")),
+        "{other_key:?}"
+    );
+    Ok(())
+}
