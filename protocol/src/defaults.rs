@@ -28,5 +28,9 @@ pub const MAX_JOB_BYTES: usize = 1024 * 1024;
 pub const MAX_ARGS_DEPTH: usize = 32;
 /// The largest result an agent reports, in bytes of JSON.
 pub const MAX_RESULT_BYTES: usize = 512 * 1024;
+/// The largest agent event accepted, in bytes: a completion carrying the
+/// largest result, with room for its other fields (a heartbeat listing
+/// thousands of running jobs stays well under it).
+pub const MAX_EVENT_BYTES: usize = MAX_RESULT_BYTES + 64 * 1024;
 /// How long results stay in the `FLEET_RESULTS` stream.
 pub const RESULT_RETENTION: Duration = Duration::from_secs(24 * 3600);

@@ -110,6 +110,10 @@ pub enum AgentEvent {
 /// Why an event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadEvent {
+    #[error("event is {size} bytes; the limit is {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("{kind} event is not UTF-8 text")]
+    NotUtf8 { kind: &'static str },
     #[error("subject {0:?} is not fleet.events.<type>.<agent_id>")]
     Subject(String),
     #[error("unknown event type {0:?}")]
@@ -124,6 +128,8 @@ impl BadEvent {
     /// A short stable name for counters and logs.
     pub fn reason(&self) -> &'static str {
         match self {
+            BadEvent::TooLarge { .. } => "too_large",
+            BadEvent::NotUtf8 { .. } => "not_utf8",
             BadEvent::Subject(_) => "bad_subject",
             BadEvent::UnknownType(_) => "unknown_type",
             BadEvent::Malformed { .. } => "malformed",
@@ -182,10 +188,22 @@ impl AgentEvent {
             kind: &'static str,
             payload: &[u8],
         ) -> Result<T, BadEvent> {
-            serde_json::from_slice(payload).map_err(|e| BadEvent::Malformed {
-                kind,
-                error: e.to_string(),
+            serde_json::from_slice(payload).map_err(|e| {
+                if std::str::from_utf8(payload).is_err() {
+                    BadEvent::NotUtf8 { kind }
+                } else {
+                    BadEvent::Malformed {
+                        kind,
+                        error: e.to_string(),
+                    }
+                }
             })
+        }
+        if payload.len() > crate::defaults::MAX_EVENT_BYTES {
+            return Err(BadEvent::TooLarge {
+                size: payload.len(),
+                max: crate::defaults::MAX_EVENT_BYTES,
+            });
         }
         if crate::ids::is_valid_token(agent).is_err() {
             return Err(BadEvent::Subject(subject.to_string()));
@@ -211,6 +229,24 @@ impl AgentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::defaults;
+
+    #[test]
+    fn oversized_and_non_text_events_are_named() {
+        let big = vec![b' '; defaults::MAX_EVENT_BYTES + 1];
+        assert_eq!(
+            AgentEvent::decode("fleet.events.completed.a1", &big)
+                .err()
+                .map(|e| e.reason()),
+            Some("too_large")
+        );
+        assert_eq!(
+            AgentEvent::decode("fleet.events.completed.a1", b"\xff\xfe")
+                .err()
+                .map(|e| e.reason()),
+            Some("not_utf8")
+        );
+    }
 
     #[test]
     fn round_trips_through_subject_and_body() {

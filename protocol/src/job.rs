@@ -87,8 +87,16 @@ pub struct ValidJob {
 pub enum InvalidJob {
     #[error("submission is {size} bytes; the limit is {max}")]
     TooLarge { size: usize, max: usize },
+    #[error("submission is not UTF-8 text")]
+    NotUtf8,
     #[error("submission is not valid JSON for a job: {0}")]
     Malformed(String),
+    #[error("{field} must be {expected}, got {value}")]
+    BadField {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("invalid job id: {0}")]
     BadId(#[from] InvalidId),
     #[error("unknown workload kind {0:?}")]
@@ -110,7 +118,17 @@ impl InvalidJob {
     pub fn reason(&self) -> &'static str {
         match self {
             InvalidJob::TooLarge { .. } => "too_large",
+            InvalidJob::NotUtf8 => "not_utf8",
             InvalidJob::Malformed(_) => "malformed",
+            InvalidJob::BadField { field, .. } => match *field {
+                "id" => "bad_id",
+                "kind" => "unknown_kind",
+                "priority" => "bad_priority",
+                "timeout_ms" => "bad_timeout",
+                "max_attempts" => "bad_max_attempts",
+                "reward" => "bad_reward",
+                _ => "malformed",
+            },
             InvalidJob::BadId(_) => "bad_id",
             InvalidJob::UnknownKind(_) => "unknown_kind",
             InvalidJob::BadTimeout { .. } => "bad_timeout",
@@ -120,6 +138,56 @@ impl InvalidJob {
             InvalidJob::TooDeep { .. } => "too_deep",
         }
     }
+}
+
+/// Why a submission that did not decode was refused, as precisely as the
+/// payload allows: not text, not JSON, or one field of the wrong type or
+/// value (serde's own error names the field only in its message). Runs only
+/// on the error path, so a good submission is parsed once.
+fn classify(payload: &[u8], error: serde_json::Error) -> InvalidJob {
+    if std::str::from_utf8(payload).is_err() {
+        return InvalidJob::NotUtf8;
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(payload) else {
+        return InvalidJob::Malformed(error.to_string());
+    };
+    let checks: [(&'static str, &'static str, fn(&Value) -> bool); 6] = [
+        ("id", "a string", Value::is_string),
+        ("kind", "a string", Value::is_string),
+        ("priority", "one of low, normal, high, urgent", |v| {
+            serde_json::from_value::<Priority>(v.clone()).is_ok()
+        }),
+        (
+            "timeout_ms",
+            "a whole number of milliseconds ≥ 1",
+            Value::is_u64,
+        ),
+        ("max_attempts", "a whole number ≥ 1", |v| {
+            v.as_u64().is_some_and(|n| n <= u64::from(u32::MAX))
+        }),
+        ("reward", "a number ≥ 0", Value::is_number),
+    ];
+    for (field, expected, valid) in checks {
+        if let Some(value) = fields.get(field).filter(|v| !v.is_null()) {
+            if !valid(value) {
+                let mut value = value.to_string();
+                if value.len() > 64 {
+                    let cut = (0..=64)
+                        .rev()
+                        .find(|&i| value.is_char_boundary(i))
+                        .unwrap_or(0);
+                    value.truncate(cut);
+                    value.push('…');
+                }
+                return InvalidJob::BadField {
+                    field,
+                    value,
+                    expected,
+                };
+            }
+        }
+    }
+    InvalidJob::Malformed(error.to_string())
 }
 
 impl JobSpec {
@@ -140,7 +208,7 @@ impl JobSpec {
                 max: defaults::MAX_JOB_BYTES,
             });
         }
-        serde_json::from_slice(payload).map_err(|e| InvalidJob::Malformed(e.to_string()))
+        serde_json::from_slice(payload).map_err(|e| classify(payload, e))
     }
 
     /// Checks the submission and fills in defaults. `fallback_id` names the
@@ -322,12 +390,61 @@ mod tests {
         let e = JobSpec::decode(br#"{"kind":"sleep","colour":"red"}"#);
         assert_eq!(e.err().map(|e| e.reason()), Some("malformed"));
         let e = JobSpec::decode(b"\xff\xfe not json");
+        assert_eq!(e.err().map(|e| e.reason()), Some("not_utf8"));
+        let e = JobSpec::decode(b"{\"kind\": \"echo\"");
         assert_eq!(e.err().map(|e| e.reason()), Some("malformed"));
         let big = vec![b' '; defaults::MAX_JOB_BYTES + 1];
         assert_eq!(
             JobSpec::decode(&big).err().map(|e| e.reason()),
             Some("too_large")
         );
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named() {
+        let cases = [
+            (
+                r#"{"kind":"echo","priority":"ultra"}"#,
+                "bad_priority",
+                "priority",
+            ),
+            (
+                r#"{"kind":"echo","priority":3}"#,
+                "bad_priority",
+                "priority",
+            ),
+            (
+                r#"{"kind":"echo","timeout_ms":-5}"#,
+                "bad_timeout",
+                "timeout_ms",
+            ),
+            (
+                r#"{"kind":"echo","timeout_ms":1.5}"#,
+                "bad_timeout",
+                "timeout_ms",
+            ),
+            (
+                r#"{"kind":"echo","max_attempts":-1}"#,
+                "bad_max_attempts",
+                "max_attempts",
+            ),
+            (r#"{"kind":"echo","id":7}"#, "bad_id", "id"),
+            (r#"{"kind":["echo"]}"#, "unknown_kind", "kind"),
+            (r#"{"kind":"echo","reward":"lots"}"#, "bad_reward", "reward"),
+        ];
+        for (body, reason, field) in cases {
+            let err = JobSpec::decode(body.as_bytes()).err();
+            assert_eq!(err.as_ref().map(|e| e.reason()), Some(reason), "{body}");
+            let text = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.starts_with(field), "{body}: {text}");
+        }
+        // A long bad value is cut short in the message.
+        let long = format!(r#"{{"kind":"echo","priority":"{}"}}"#, "é".repeat(100));
+        let text = JobSpec::decode(long.as_bytes())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(text.len() < 200 && text.ends_with('…'), "{text}");
     }
 
     #[test]
