@@ -140,6 +140,9 @@ impl InvalidJob {
     }
 }
 
+/// A field name, what it must be, and the test of a value.
+type FieldCheck = (&'static str, &'static str, fn(&Value) -> bool);
+
 /// Why a submission that did not decode was refused, as precisely as the
 /// payload allows: not text, not JSON, or one field of the wrong type or
 /// value (serde's own error names the field only in its message). Runs only
@@ -151,7 +154,7 @@ fn classify(payload: &[u8], error: serde_json::Error) -> InvalidJob {
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(payload) else {
         return InvalidJob::Malformed(error.to_string());
     };
-    let checks: [(&'static str, &'static str, fn(&Value) -> bool); 6] = [
+    let checks: [FieldCheck; 6] = [
         ("id", "a string", Value::is_string),
         ("kind", "a string", Value::is_string),
         ("priority", "one of low, normal, high, urgent", |v| {
