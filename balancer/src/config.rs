@@ -26,6 +26,11 @@ pub struct Config {
     #[arg(long, env = "FLEET_HTTP_ADDR", default_value = defaults::HTTP_ADDR)]
     pub http_addr: SocketAddr,
 
+    /// Bearer token the HTTP API's state-changing routes (cancel, retry,
+    /// drain, undrain) require; unset: they are open.
+    #[arg(long, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// An agent silent this long is unhealthy and gets no new jobs.
     #[arg(long, env = "FLEET_HEARTBEAT_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat_timeout: Duration,

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::admin_token::{self, AdminToken};
 use crate::directory::Directory;
 use crate::rate::Activity;
 use crate::store::{Cancelled, Store};
@@ -57,10 +58,21 @@ pub struct AppState {
     pub activity: Arc<Activity>,
     /// Renders `/metrics`; `None` when another recorder owns the process.
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Guards the state-changing routes.
+    pub admin_token: AdminToken,
 }
 
 /// Serves the API on `listener` until the server fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
+    let writes = Router::new()
+        .route("/api/jobs/{id}/cancel", post(cancel))
+        .route("/api/jobs/{id}/retry", post(retry))
+        .route("/api/agents/{id}/drain", post(drain))
+        .route("/api/agents/{id}/undrain", post(undrain))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.admin_token.clone(),
+            admin_token::require,
+        ));
     let app = Router::new()
         .route("/", get(crate::dashboard::page))
         .route("/api/stream", get(crate::dashboard::stream))
@@ -70,12 +82,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
         .route("/api/admin/audit", get(audit_report))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
-        .route("/api/jobs/{id}/cancel", post(cancel))
-        .route("/api/jobs/{id}/retry", post(retry))
         .route("/api/dead", get(dead_letters))
         .route("/api/agents", get(agents))
-        .route("/api/agents/{id}/drain", post(drain))
-        .route("/api/agents/{id}/undrain", post(undrain))
+        .merge(writes)
         .with_state(state);
     axum::serve(listener, app).await?;
     Ok(())

@@ -23,6 +23,7 @@
 //! Every state change of a job happens inside one Lua script (`src/lua/`),
 //! so a crash between two steps never leaves a job half-moved.
 
+pub mod admin_token;
 pub mod analysis;
 pub mod audit;
 pub mod config;
@@ -101,6 +102,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
     tracing::info!(addr = %config.http_addr, balancer = %config.balancer_id, "serving HTTP");
+    if config.admin_token.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!(addr = %config.http_addr, "no admin token: anyone who can reach this address can cancel, retry and drain (set FLEET_ADMIN_TOKEN)");
+    }
     let mut server = tokio::spawn(http::serve(
         listener,
         http::AppState {
@@ -111,6 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             wake: wake.clone(),
             activity: activity.clone(),
             prometheus,
+            admin_token: admin_token::AdminToken::new(config.admin_token.as_deref()),
         },
     ));
 

@@ -61,6 +61,7 @@ pub fn job_timing(queue_wait_ms: u64, run_ms: u64) {
 pub fn rejected(kind: &'static str, reason: &str) {
     let name = match kind {
         "event" => "fleet_rejected_events_total",
+        "admin_request" => "fleet_rejected_admin_requests_total",
         _ => "fleet_rejected_submissions_total",
     };
     metrics::counter!(name, "reason" => reason.to_string()).increment(1);

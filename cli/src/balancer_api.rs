@@ -5,18 +5,26 @@ use serde_json::Value;
 
 /// GETs `path` from the balancer and returns its JSON body.
 pub async fn get(base: &str, path: &str) -> anyhow::Result<Value> {
-    request(reqwest::Method::GET, base, path).await
+    request(reqwest::Method::GET, base, None, path).await
 }
 
-/// POSTs to `path` and returns the JSON body.
-pub async fn post(base: &str, path: &str) -> anyhow::Result<Value> {
-    request(reqwest::Method::POST, base, path).await
+/// POSTs to `path` with the admin token, if any, and returns the JSON body.
+pub async fn post(base: &str, token: Option<&str>, path: &str) -> anyhow::Result<Value> {
+    request(reqwest::Method::POST, base, token, path).await
 }
 
-async fn request(method: reqwest::Method, base: &str, path: &str) -> anyhow::Result<Value> {
+async fn request(
+    method: reqwest::Method,
+    base: &str,
+    token: Option<&str>,
+    path: &str,
+) -> anyhow::Result<Value> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .request(method, &url)
+    let mut request = reqwest::Client::new().request(method, &url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach the balancer at {base}"))?;

@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "FLEET_BALANCER_URL", default_value = defaults::BALANCER_URL)]
     pub balancer_url: String,
 
+    /// The balancer's admin token, for cancel, retry, drain and undrain.
+    #[arg(long, global = true, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -402,3 +402,56 @@ async fn the_fleet_runs_over_tls_with_a_redis_acl_user() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changing_http_routes_need_the_admin_token() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig {
+        balancer_args: vec!["--admin-token".into(), "t0ken-for-tests".into()],
+        ..FleetConfig::default()
+    })
+    .await?;
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec::new("sleep", json!({"ms": 60_000})))
+        .await?;
+    wait_until(Duration::from_secs(20), "the job queued", || async {
+        Ok(fleet.job(&id).await.is_ok())
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    let cancel = format!("{}/api/jobs/{id}/cancel", fleet.balancer_url());
+    for token in [None, Some("wrong"), Some("t0ken-for-test")] {
+        let mut request = http.post(&cancel);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let reply = request.send().await?;
+        assert_eq!(
+            reply.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "{token:?}"
+        );
+    }
+    let drain = format!("{}/api/agents/a/drain", fleet.balancer_url());
+    assert_eq!(
+        http.post(&drain).send().await?.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    // Refused requests changed nothing; reads need no token.
+    assert_ne!(fleet.job(&id).await?["state"], "cancelled");
+    let refused = get(
+        &scrape(&fleet).await?,
+        "fleet_rejected_admin_requests_total{reason=\"bad_token\"}",
+    );
+    assert_eq!(refused, 4.0);
+    // The token opens the route.
+    let reply = http
+        .post(&cancel)
+        .bearer_auth("t0ken-for-tests")
+        .send()
+        .await?;
+    assert!(reply.status().is_success(), "{}", reply.status());
+    let result = client.wait(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.state, JobState::Cancelled);
+    Ok(())
+}

@@ -60,8 +60,12 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
 pub async fn drain(cli: &Cli, id: &str, draining: bool) -> anyhow::Result<i32> {
     fleet_protocol::is_valid_token(id)?;
     let action = if draining { "drain" } else { "undrain" };
-    let reply =
-        balancer_api::post(&cli.balancer_url, &format!("/api/agents/{id}/{action}")).await?;
+    let reply = balancer_api::post(
+        &cli.balancer_url,
+        cli.admin_token.as_deref(),
+        &format!("/api/agents/{id}/{action}"),
+    )
+    .await?;
     if cli.json {
         println!("{reply}");
     } else if draining {
