@@ -248,7 +248,12 @@ impl Events {
                     Outcome::Publish(dead, true)
                 }
             }
-            (AgentEvent::Heartbeat(h), "unknown_agent" | "dead_agent") => {
+            // A stale incarnation is usually a dead process's last beat, and
+            // the request (naming that incarnation) goes unanswered. But an
+            // old register redelivered after a newer one makes the live
+            // process the stale one; asking it to register is what lets it
+            // back in (found by tests/tests/state_machine.rs).
+            (AgentEvent::Heartbeat(h), "unknown_agent" | "dead_agent" | "stale_incarnation") => {
                 tracing::info!(agent_id = %agent, outcome = status, "heartbeat from an agent not alive here; asking it to register");
                 self.ask_to_register(agent, &h.incarnation).await;
                 Outcome::Nothing

@@ -211,6 +211,14 @@ impl JobSpec {
                 max: defaults::MAX_JOB_BYTES,
             });
         }
+        // serde would also read a struct from a JSON array of its fields in
+        // order; a job is an object.
+        if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(match std::str::from_utf8(payload) {
+                Ok(_) => InvalidJob::Malformed("a job is a JSON object, not an array".into()),
+                Err(_) => InvalidJob::NotUtf8,
+            });
+        }
         serde_json::from_slice(payload).map_err(|e| classify(payload, e))
     }
 
@@ -395,6 +403,8 @@ mod tests {
         let e = JobSpec::decode(b"\xff\xfe not json");
         assert_eq!(e.err().map(|e| e.reason()), Some("not_utf8"));
         let e = JobSpec::decode(b"{\"kind\": \"echo\"");
+        assert_eq!(e.err().map(|e| e.reason()), Some("malformed"));
+        let e = JobSpec::decode(br#" [null, "sleep"]"#);
         assert_eq!(e.err().map(|e| e.reason()), Some("malformed"));
         let big = vec![b' '; defaults::MAX_JOB_BYTES + 1];
         assert_eq!(
