@@ -24,8 +24,12 @@ use crate::policy::Policy;
 use crate::store::{Assigned, Move, QueuedJob, Store, StoreError};
 use crate::Config;
 
-/// Jobs read per page of the queue, as a multiple of free slots.
-const WINDOW_PER_FREE_SLOT: u64 = 4;
+/// Jobs read per page of the queue, as a multiple of free slots (with
+/// prefetch). One: a page that the free slots cannot all take is followed
+/// by the next page in the same round, so reading more up front only reads
+/// jobs that are then left queued (each read is a Redis HMGET and the
+/// job's args over the wire).
+const WINDOW_PER_FREE_SLOT: u64 = 1;
 const MIN_WINDOW: u64 = 64;
 const MAX_WINDOW: u64 = 4096;
 /// How deep one round looks for a job the free agents can take.
@@ -116,7 +120,8 @@ async fn round(
     }
     let fleet = directory.schedulable_capabilities(now);
     let mut round = Round::new(agents, policy, now);
-    let window = (round.free_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
+    let window =
+        (round.capacity_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
 
     let mut plan: Vec<(QueuedJob, Placement, Option<String>)> = Vec::new();
     let mut park: Vec<(String, String)> = Vec::new();
@@ -145,8 +150,9 @@ async fn round(
             }
         }
         offset += read;
-        // Look deeper only while free agents found nothing they can run.
-        if !plan.is_empty() || read < window || round.free_total() == 0 || offset >= MAX_SCAN {
+        // Look deeper while there is room for more: a page can hold jobs
+        // that no free slot fits (GPU jobs while only CPU slots are free).
+        if read < window || round.capacity_total() == 0 || offset >= MAX_SCAN {
             break;
         }
     }

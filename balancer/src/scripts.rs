@@ -7,6 +7,21 @@
 
 use redis::Script;
 
+/// One script: `lib.lua`, then the named files as the body of a function
+/// whose result is returned after the counters it bumped are written
+/// (`flush_stats` in lib.lua: one `HINCRBY` per counter per call, not one
+/// per job).
+macro_rules! script {
+    ($($file:literal),+) => {
+        Script::new(concat!(
+            include_str!("lua/lib.lua"),
+            "local function __main()\n",
+            $(include_str!($file), "\n",)+
+            "end\nlocal __result = __main()\nflush_stats()\nreturn __result\n"
+        ))
+    };
+}
+
 /// Every script the balancer runs.
 pub struct Scripts {
     pub lead: Script,
@@ -27,63 +42,26 @@ pub struct Scripts {
 impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
-            lead: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/lead.lua")
-            )),
-            expire: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/expire.lua")
-            )),
-            cancel: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/cancel.lua")
-            )),
-            retry: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/retry.lua")
-            )),
-            park: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/park.lua")
-            )),
-            unpark: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/unpark.lua")
-            )),
-            drain: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/drain.lua")
-            )),
-            stealable: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/stealable.lua")
-            )),
-            steal: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/steal.lua")
-            )),
-            enqueue: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/enqueue.lua")
-            )),
-            peek: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/peek.lua")
-            )),
-            assign: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/assign.lua")
-            )),
-            events: Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!("lua/started.lua"),
-                include_str!("lua/completed.lua"),
-                include_str!("lua/failed.lua"),
-                include_str!("lua/register.lua"),
-                include_str!("lua/heartbeat.lua"),
-                include_str!("lua/events.lua")
-            )),
+            lead: script!("lua/lead.lua"),
+            expire: script!("lua/expire.lua"),
+            cancel: script!("lua/cancel.lua"),
+            retry: script!("lua/retry.lua"),
+            park: script!("lua/park.lua"),
+            unpark: script!("lua/unpark.lua"),
+            drain: script!("lua/drain.lua"),
+            stealable: script!("lua/stealable.lua"),
+            steal: script!("lua/steal.lua"),
+            enqueue: script!("lua/enqueue.lua"),
+            peek: script!("lua/peek.lua"),
+            assign: script!("lua/assign.lua"),
+            events: script!(
+                "lua/started.lua",
+                "lua/completed.lua",
+                "lua/failed.lua",
+                "lua/register.lua",
+                "lua/heartbeat.lua",
+                "lua/events.lua"
+            ),
         }
     }
 }

@@ -22,20 +22,19 @@ local out = {}
 for i = 6, #ARGV, 4 do
   local id, agent, gpus, timeout_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local devices = split_csv(gpus)
-  local state = redis.call('HGET', k_job(id), 'state')
-  local refusal
-  if state ~= 'queued' or redis.call('ZSCORE', K_QUEUE, id) == false then
+  local job = redis.call('HMGET', k_job(id), 'state', 'attempt')
+  local refusal, slots, held
+  if job[1] ~= 'queued' or redis.call('ZSCORE', K_QUEUE, id) == false then
     refusal = 'not_queued'
   else
-    refusal = lease_refusal(agent, devices)
+    refusal, slots, held = lease_refusal(agent, devices)
   end
   if refusal then
     out[#out + 1] = refusal
   else
-    local attempt = tonumber(redis.call('HGET', k_job(id), 'attempt')) + 1
-    local slots = tonumber(redis.call('HGET', k_agent(agent), 'slots'))
+    local attempt = tonumber(job[2]) + 1
     local until_ms = deadline
-    if redis.call('SCARD', k_agent_jobs(agent)) >= slots then
+    if held >= slots then
       until_ms = prefetch_deadline
     end
     redis.call('ZREM', K_QUEUE, id)

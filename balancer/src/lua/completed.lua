@@ -8,25 +8,32 @@
 
 local function on_completed(agent, id, attempt, result, duration_ms, now)
   local key = k_job(id)
-  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'done_by')
+  -- Everything the accepted path needs, in one read: this is the hottest
+  -- path in the fleet (one call per job).
+  local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'done_by',
+    'gpus', 'history', 'kind', 'submitted_at', 'assigned_at', 'started_at')
   if not job[1] then
     stat('unknown_job_events')
     return {'unknown_job'}
   end
   local current = job[3] == agent and tonumber(job[2]) == attempt
   if current and (job[1] == 'assigned' or job[1] == 'running') then
-    release_lease(id, agent)
-    local history = push_history(id, {
+    -- release_lease and push_history, with the fields already in hand
+    -- and one write of the job hash.
+    redis.call('ZREM', K_LEASES, id)
+    redis.call('SREM', k_agent_jobs(agent), id)
+    free_gpus(agent, id, job[5])
+    local history = append_history(job[6], {
       attempt = attempt, agent_id = agent, outcome = 'succeeded',
       duration_ms = duration_ms,
     })
     redis.call('HSET', key, 'state', 'succeeded', 'result', result,
-      'finished_at', now, 'done_by', agent .. '/' .. attempt, 'error', '')
+      'finished_at', now, 'done_by', agent .. '/' .. attempt, 'error', '',
+      'gpus', '', 'history', history)
     redis.call('HINCRBY', k_agent(agent), 'succeeded', 1)
-    record_perf(agent, id, true, duration_ms)
+    record_perf_kind(agent, job[7], true, duration_ms)
     stat('succeeded')
-    local t = redis.call('HMGET', key, 'submitted_at', 'assigned_at', 'started_at')
-    return {'accepted', history, t[1] or '', t[2] or '', t[3] or ''}
+    return {'accepted', history, job[8] or '', job[9] or '', job[10] or ''}
   end
   if job[1] == 'succeeded' and job[4] == agent .. '/' .. attempt then
     local t = redis.call('HMGET', key, 'history', 'submitted_at', 'assigned_at', 'started_at')

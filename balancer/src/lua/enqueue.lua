@@ -18,14 +18,16 @@ for i = 4, #ARGV, 7 do
     out[#out + 1] = 'duplicate'
   else
     local rank = tonumber(ARGV[i + 3])
+    -- push_queue's work, with the sequence number in the one HSET.
+    local seq = redis.call('INCR', K_SEQ)
     redis.call('HSET', key,
       'id', id, 'kind', ARGV[i + 1], 'args', ARGV[i + 2],
       'rank', rank, 'submitted_rank', rank,
       'timeout_ms', ARGV[i + 4], 'max_attempts', ARGV[i + 5],
       'requires', ARGV[i + 6],
       'state', 'queued', 'attempt', 0, 'agent', '',
-      'submitted_at', now, 'history', '[]')
-    push_queue(id, rank)
+      'submitted_at', now, 'history', '[]', 'seq', seq)
+    redis.call('ZADD', K_QUEUE, queue_score(rank, seq), id)
     stat('submitted')
     out[#out + 1] = 'queued'
   end

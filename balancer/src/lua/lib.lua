@@ -35,8 +35,7 @@ local function k_agent_perf(id) return P .. ':agent:' .. id .. ':perf' end
 -- Folds one finished attempt into the agent's moving averages for the
 -- job's kind: success always, run time when it ran (duration_ms > 0).
 local PERF_ALPHA = 0.2
-local function record_perf(agent, id, ok, duration_ms)
-  local kind = redis.call('HGET', k_job(id), 'kind')
+local function record_perf_kind(agent, kind, ok, duration_ms)
   if not kind or agent == '' then return end
   local key = k_agent_perf(agent)
   local p = redis.call('HMGET', key, kind .. '|ms', kind .. '|ok', kind .. '|n')
@@ -54,6 +53,10 @@ local function record_perf(agent, id, ok, duration_ms)
   redis.call('HSET', key, unpack(fields))
 end
 
+local function record_perf(agent, id, ok, duration_ms)
+  record_perf_kind(agent, redis.call('HGET', k_job(id), 'kind'), ok, duration_ms)
+end
+
 -- Queue order is (priority, arrival): higher rank first, then lower seq.
 -- 2^44 arrivals per class is far beyond any real queue's lifetime, and the
 -- largest score stays below 2^53, so doubles hold it exactly.
@@ -63,8 +66,19 @@ local PRIO_SPAN = 17592186044416
 -- protocol's default, defaults::JOB_TIMEOUT).
 local DEFAULT_TIMEOUT_MS = 300000
 
+-- Counter increments are summed here and written once per script call by
+-- flush_stats (the Rust side calls it after every script's body), so a
+-- batch of a thousand jobs costs one HINCRBY per counter, not a thousand.
+local STAT_DELTAS = {}
 local function stat(field, n)
-  redis.call('HINCRBY', K_STATS, field, n or 1)
+  STAT_DELTAS[field] = (STAT_DELTAS[field] or 0) + (n or 1)
+end
+
+local function flush_stats()
+  for field, n in pairs(STAT_DELTAS) do
+    redis.call('HINCRBY', K_STATS, field, n)
+  end
+  STAT_DELTAS = {}
 end
 
 -- The refusal of an event from `agent` about `attempt` of a job whose
@@ -98,32 +112,38 @@ local function split_csv(csv)
   return out
 end
 
+-- Frees the GPUs (`gpus`: "0,2") that job `id` holds on `agent`.
+local function free_gpus(agent, id, gpus)
+  for _, index in ipairs(split_csv(gpus)) do
+    if redis.call('HGET', k_agent_gpus(agent), index) == id then
+      redis.call('HDEL', k_agent_gpus(agent), index)
+    end
+  end
+end
+
 -- Drops a job's lease from the lease index and from its agent's set, and
 -- frees the GPUs it held there.
 local function release_lease(id, agent)
   redis.call('ZREM', K_LEASES, id)
   if agent and agent ~= '' then
     redis.call('SREM', k_agent_jobs(agent), id)
-    local gpus = redis.call('HGET', k_job(id), 'gpus')
-    for _, index in ipairs(split_csv(gpus)) do
-      if redis.call('HGET', k_agent_gpus(agent), index) == id then
-        redis.call('HDEL', k_agent_gpus(agent), index)
-      end
-    end
+    free_gpus(agent, id, redis.call('HGET', k_job(id), 'gpus'))
   end
   redis.call('HSET', k_job(id), 'gpus', '')
 end
 
 -- Why `agent` cannot take one more lease using GPUs `devices` now, or
 -- nil if it can: it must be alive, not draining, below slots + prefetch
--- (invariant 3), and each device must be free.
+-- (invariant 3), and each device must be free. Also returns the agent's
+-- slots and how many leases it holds, which the caller needs next.
 local function lease_refusal(agent, devices)
   local a = redis.call('HMGET', k_agent(agent), 'state', 'slots', 'draining', 'prefetch')
   if a[1] ~= 'alive' or a[3] == '1' then
     return 'agent_unavailable'
   end
-  local capacity = tonumber(a[2]) + (tonumber(a[4]) or 0)
-  if redis.call('SCARD', k_agent_jobs(agent)) >= capacity then
+  local slots = tonumber(a[2])
+  local held = redis.call('SCARD', k_agent_jobs(agent))
+  if held >= slots + (tonumber(a[4]) or 0) then
     return 'agent_full'
   end
   for _, index in ipairs(devices) do
@@ -131,7 +151,7 @@ local function lease_refusal(agent, devices)
       return 'gpu_busy'
     end
   end
-  return nil
+  return nil, slots, held
 end
 
 -- Leases a queued (or just released) job to `agent` as `attempt`, holding
@@ -155,14 +175,18 @@ local function bury(id, err, now)
   stat('dead')
 end
 
--- Appends one attempt record to the job's history (a JSON array) and
--- returns the new history as JSON.
-local function push_history(id, record)
-  local raw = redis.call('HGET', k_job(id), 'history')
+-- The history `raw` (a JSON array, or empty) with one more attempt record.
+local function append_history(raw, record)
   local list = {}
   if raw and raw ~= '' and raw ~= '[]' then list = cjson.decode(raw) end
   list[#list + 1] = record
-  local encoded = cjson.encode(list)
+  return cjson.encode(list)
+end
+
+-- Appends one attempt record to the job's history and returns the new
+-- history as JSON.
+local function push_history(id, record)
+  local encoded = append_history(redis.call('HGET', k_job(id), 'history'), record)
   redis.call('HSET', k_job(id), 'history', encoded)
   return encoded
 end
