@@ -1,5 +1,6 @@
 //! The scheduling decision's cost as the fleet grows: building a round's
-//! candidates from the directory's agents and placing one job, at 10,
+//! candidates from the directory's agents (shared snapshots, as
+//! `Directory::available` returns them) and placing one job, at 10,
 //! 100, 1,000 and 10,000 agents (a third with two 80 GiB GPUs, a third
 //! with one 24 GiB GPU, a third CPU-only; half of them busy), for a CPU
 //! job and for a job needing a 40 GiB GPU.
@@ -9,6 +10,7 @@
 //! ```
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use fleet_balancer::directory::AgentView;
@@ -28,7 +30,8 @@ fn gpu(index: u32, memory_mb: u64, cc: &str) -> GpuInfo {
     }
 }
 
-fn fleet(n: usize) -> Vec<AgentView> {
+/// As the directory hands them to a round: shared snapshots.
+fn fleet(n: usize) -> Vec<Arc<AgentView>> {
     (0..n)
         .map(|i| {
             let gpus = match i % 3 {
@@ -47,7 +50,7 @@ fn fleet(n: usize) -> Vec<AgentView> {
                 0,
             );
             a.leases = (i % 2) as u32 * 2;
-            a
+            Arc::new(a)
         })
         .collect()
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleet_protocol::Capabilities;
@@ -125,7 +125,9 @@ impl AgentView {
 
 /// The agent map, shared by the scheduler, the event consumer and HTTP.
 pub struct Directory {
-    agents: Mutex<HashMap<String, AgentView>>,
+    /// Shared snapshots: a scheduling round takes `Arc` clones (cheap at
+    /// 10,000 agents); an update copies an agent only while a round holds it.
+    agents: Mutex<HashMap<String, Arc<AgentView>>>,
     heartbeat_timeout_ms: u64,
     /// Bumped whenever the set of agents that could take work grows or
     /// changes shape, so the scheduler re-examines parked jobs.
@@ -141,7 +143,7 @@ impl Directory {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentView>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AgentView>>> {
         // A panic while holding this lock cannot leave the map worse than
         // stale, and Redis re-checks every lease anyway.
         self.agents
@@ -177,7 +179,7 @@ impl Directory {
         let mut agents = self.lock();
         agents.clear();
         for r in records {
-            agents.insert(r.id.clone(), r);
+            agents.insert(r.id.clone(), Arc::new(r));
         }
         drop(agents);
         self.changed();
@@ -193,9 +195,10 @@ impl Directory {
         now_ms: u64,
     ) {
         let mut agents = self.lock();
-        let entry = agents
-            .entry(id.to_string())
-            .or_insert_with(|| AgentView::new(id, slots, capabilities.clone(), now_ms));
+        let entry =
+            Arc::make_mut(agents.entry(id.to_string()).or_insert_with(|| {
+                Arc::new(AgentView::new(id, slots, capabilities.clone(), now_ms))
+            }));
         entry.slots = slots;
         entry.prefetch = prefetch;
         entry.leases = leases;
@@ -211,14 +214,14 @@ impl Directory {
 
     /// The agent was heard from.
     pub fn touch(&self, id: &str, now_ms: u64) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.last_seen_ms = a.last_seen_ms.max(now_ms);
         }
     }
 
     /// The agent's hottest and busiest GPU, from a heartbeat.
     pub fn thermal(&self, id: &str, temperature_c: Option<f32>, utilization_pct: Option<f32>) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             let was_hot = a.too_hot();
             a.temperature_c = temperature_c;
             a.utilization_pct = utilization_pct;
@@ -230,7 +233,7 @@ impl Directory {
 
     /// A lease was committed: `job` holds a slot and `gpus` of the agent.
     pub fn leased(&self, id: &str, job: &str, gpus: &[u32], family: Option<&str>, now_ms: u64) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.leases += 1;
             for &g in gpus {
                 a.gpu_jobs.insert(g, job.to_string());
@@ -243,7 +246,7 @@ impl Directory {
 
     /// `job`'s lease moved from this agent to another before it started.
     pub fn moved_away(&self, id: &str, job: &str) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.leases = a.leases.saturating_sub(1);
             a.gpu_jobs.retain(|_, holder| holder != job);
         }
@@ -251,7 +254,7 @@ impl Directory {
 
     /// `job`'s lease on the agent ended; `succeeded` says how its attempt went.
     pub fn released(&self, id: &str, job: &str, succeeded: bool) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.leases = a.leases.saturating_sub(1);
             a.gpu_jobs.retain(|_, holder| holder != job);
             if succeeded {
@@ -264,7 +267,7 @@ impl Directory {
 
     /// Redis refused a lease for this agent; take its word for it.
     pub fn correct(&self, id: &str, reason: &str) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             match reason {
                 "agent_full" => a.leases = a.slots + a.prefetch,
                 "agent_unavailable" => a.alive = false,
@@ -275,14 +278,14 @@ impl Directory {
 
     /// The sweeper declared the agent dead.
     pub fn mark_dead(&self, id: &str) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.alive = false;
         }
     }
 
     /// An operator drained or undrained the agent.
     pub fn set_draining(&self, id: &str, draining: bool) {
-        if let Some(a) = self.lock().get_mut(id) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.draining = draining;
         }
         if !draining {
@@ -294,7 +297,7 @@ impl Directory {
     pub fn set_perf(&self, perf: HashMap<String, HashMap<String, Perf>>) {
         let mut agents = self.lock();
         for (id, p) in perf {
-            if let Some(a) = agents.get_mut(&id) {
+            if let Some(a) = agents.get_mut(&id).map(Arc::make_mut) {
                 a.perf = p;
             }
         }
@@ -302,7 +305,7 @@ impl Directory {
 
     /// A copy of every agent that can take work now: healthy, not
     /// draining, not too hot, with a free slot or prefetch room.
-    pub fn available(&self, now_ms: u64) -> Vec<AgentView> {
+    pub fn available(&self, now_ms: u64) -> Vec<Arc<AgentView>> {
         self.lock()
             .values()
             .filter(|a| a.free_slots() + a.free_prefetch() > 0 && self.schedulable(a, now_ms))
@@ -323,13 +326,13 @@ impl Directory {
         out
     }
 
-    /// The capabilities of every agent that could take work, busy or not:
-    /// what decides whether a job can run anywhere at all.
-    pub fn schedulable_capabilities(&self, now_ms: u64) -> Vec<Capabilities> {
+    /// Every agent that could take work, busy or not: what decides whether
+    /// a job can run anywhere at all.
+    pub fn schedulable_agents(&self, now_ms: u64) -> Vec<Arc<AgentView>> {
         self.lock()
             .values()
             .filter(|a| self.schedulable(a, now_ms))
-            .map(|a| a.capabilities.clone())
+            .cloned()
             .collect()
     }
 
@@ -344,7 +347,7 @@ impl Directory {
 
     /// A copy of every agent, by id.
     pub fn snapshot(&self) -> Vec<AgentView> {
-        let mut all: Vec<AgentView> = self.lock().values().cloned().collect();
+        let mut all: Vec<AgentView> = self.lock().values().map(|a| (**a).clone()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }

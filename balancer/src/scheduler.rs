@@ -118,7 +118,7 @@ async fn round(
     if agents.is_empty() {
         return Ok(0);
     }
-    let fleet = directory.schedulable_capabilities(now);
+    let fleet = directory.schedulable_agents(now);
     let mut round = Round::new(agents, policy, now);
     let window =
         (round.capacity_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
@@ -142,9 +142,13 @@ async fn round(
                 plan.push((job, placement, family));
             } else if !fleet
                 .iter()
-                .any(|c| c.satisfies(&job.kind, &job.requires).is_ok())
+                .any(|a| a.capabilities.satisfies(&job.kind, &job.requires).is_ok())
             {
-                let reason = unschedulable_reason(&job.kind, &job.requires, &fleet);
+                let reason = unschedulable_reason(
+                    &job.kind,
+                    &job.requires,
+                    fleet.iter().map(|a| &a.capabilities),
+                );
                 tracing::info!(job_id = %job.id, %reason, "job unschedulable; parked");
                 park.push((job.id, reason));
             }
