@@ -455,3 +455,133 @@ async fn state_changing_http_routes_need_the_admin_token() -> anyhow::Result<()>
     assert_eq!(result.state, JobState::Cancelled);
     Ok(())
 }
+
+/// A NATS JWT: `claims` signed by `issuer`, as `nsc` would write it.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> anyhow::Result<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = json!({
+        "jti": fleet_protocol::new_job_id(),
+        "iat": 1_700_000_000u64,
+        "iss": issuer.public_key(),
+        "name": subject,
+        "sub": subject,
+        "nats": nats,
+    });
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?);
+    let signed = format!("{header}.{claims}");
+    let signature = issuer
+        .sign(signed.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+    Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_authenticates_against_an_operator_mode_server() -> anyhow::Result<()> {
+    // Operator → account → user, signed here with nkeys; the server
+    // trusts the operator and has the account preloaded in memory.
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        json!({"type": "operator", "version": 2}),
+    )?;
+    let limits = json!({"subs": -1, "conn": -1, "leaf": -1, "imports": -1, "exports": -1,
+        "data": -1, "payload": -1, "wildcards": true});
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        json!({"type": "account", "version": 2, "limits": limits}),
+    )?;
+    // JetStream (the harness starts every server with -js) needs a system
+    // account in operator mode.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        json!({"type": "account", "version": 2, "limits": limits}),
+    )?;
+    // This user may publish submissions and nothing else.
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        json!({"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1,
+            "pub": {"allow": ["fleet.jobs.submit"]}, "sub": {"allow": ["_INBOX.>"]}}),
+    )?;
+
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("operator.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {acc}: {account_jwt}\n  {sys}: {system_jwt}\n}}\n",
+            acc = account.public_key(),
+            sys = system.public_key(),
+        ),
+    )?;
+    let creds = dir.path().join("producer.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed()?
+        ),
+    )?;
+    let mut server = fleet_tests::NatsServer::start_with(
+        dir.path().join("nats"),
+        0,
+        fleet_tests::NatsSetup {
+            args: vec!["-c".into(), conf.to_string_lossy().into_owned()],
+            ..Default::default()
+        },
+    )?;
+    let url = server.url();
+
+    // The creds file gets in, with the user's permissions in force.
+    let watched = Watched::connect(&NatsOptions::new(&url).creds(&creds), None).await?;
+    watched.nats.publish(subjects::SUBMIT, "{}".into()).await?;
+    watched
+        .nats
+        .publish(subjects::event("completed", "a"), "{}".into())
+        .await?;
+    watched
+        .refused("publish", &subjects::event("completed", "a"))
+        .await?;
+    assert!(
+        !watched
+            .errors()
+            .iter()
+            .any(|e| e.contains(subjects::SUBMIT)),
+        "{:?}",
+        watched.errors()
+    );
+    // Without it, or with a user the account never signed: refused.
+    assert!(NatsOptions::new(&url).connect().await.is_err());
+    let stranger = nkeys::KeyPair::new_account();
+    let forged = dir.path().join("forged.creds");
+    std::fs::write(
+        &forged,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            jwt(
+                &stranger,
+                &user.public_key(),
+                json!({"type": "user", "version": 2})
+            )?,
+            user.seed()?
+        ),
+    )?;
+    assert!(NatsOptions::new(&url)
+        .creds(&forged)
+        .connect()
+        .await
+        .is_err());
+    server.process().kill9();
+    Ok(())
+}
