@@ -56,12 +56,16 @@ pub struct Config {
     pub simulate_gpus: Option<SimulatedGpus>,
 
     /// Run N simulated agents in this process (ids `<id>-0` … `<id>-(N-1)`),
-    /// each a full NATS participant, whose jobs only take time.
+    /// each a full NATS participant, whose jobs only take time. With
+    /// --churn-interval, agents crash and new ones join as it runs.
     #[arg(long, env = "FLEET_SIMULATE", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub simulate: Option<u32>,
 
     #[command(flatten)]
     pub sim: crate::simulate::SimArgs,
+
+    #[command(flatten)]
+    pub churn: crate::churn::ChurnArgs,
 
     /// Fault injection for tests: never time jobs out here, leaving it to
     /// the balancer's lease (as if the agent hung).

@@ -4,10 +4,12 @@
 //! its own assignment subject ([`runner`]), heartbeating on the side
 //! ([`heartbeat`]). Every report goes through JetStream ([`reporter`]), so
 //! it waits for a balancer that is down. `--simulate N` runs N simulated
-//! agents in one process for load tests ([`simulate`]). `fleet-agent selftest` checks the
-//! local GPUs against a CPU reference ([`selftest`]).
+//! agents in one process for load tests ([`simulate`]), optionally with
+//! agents crashing and joining as it runs ([`churn`]). `fleet-agent
+//! selftest` checks the local GPUs against a CPU reference ([`selftest`]).
 
 mod capabilities;
+mod churn;
 mod config;
 mod gpu;
 mod heartbeat;
@@ -19,9 +21,11 @@ mod telemetry;
 mod workloads;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
-use fleet_protocol::{event::Register, subjects};
+use fleet_protocol::{event::Register, subjects, Capabilities};
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::config::{Command, Config};
 
@@ -92,27 +96,98 @@ async fn run(config: Config) -> anyhow::Result<()> {
         kinds = ?capabilities.kinds,
         "starting"
     );
-    let mut running = tokio::task::JoinSet::new();
+    let launcher = Launcher {
+        nats,
+        js,
+        slots: config.slots,
+        prefetch: config.prefetch,
+        capabilities,
+        heartbeat_interval: config.heartbeat_interval,
+    };
+    let mut churn = config
+        .simulate
+        .and_then(|n| churn::Churn::new(&config.churn, n));
+    let mut running = JoinSet::new();
     for (id, workloads) in agents {
+        let task = launcher.start(&mut running, id.clone(), workloads);
+        if let Some(churn) = churn.as_mut() {
+            churn.joined(id, task);
+        }
+    }
+    loop {
+        tokio::select! {
+            ended = running.join_next() => match ended {
+                None => return Ok(()),
+                Some(Ok(served)) => served?,
+                // An agent crashed on purpose (churn).
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Err(e)) => return Err(e.into()),
+            },
+            () = churn::next_step(&mut churn) => {
+                if let Some(churn) = churn.as_mut() {
+                    churn.step(|k| {
+                        let id = format!("{agent_id}-{k}");
+                        let sim = simulate::Simulation::for_agent(&config.sim, k);
+                        let workloads = workloads::Workloads::simulated(sim);
+                        (id.clone(), launcher.start(&mut running, id, workloads))
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// What every agent of this process shares, to start one more.
+struct Launcher {
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    slots: u32,
+    prefetch: u32,
+    capabilities: Capabilities,
+    heartbeat_interval: Duration,
+}
+
+impl Launcher {
+    /// Starts agent `id` as a new incarnation; aborting the returned
+    /// handle crashes it.
+    fn start(
+        &self,
+        running: &mut JoinSet<anyhow::Result<()>>,
+        id: String,
+        workloads: workloads::Workloads,
+    ) -> AbortHandle {
         let register = Register {
             agent_id: id,
             incarnation: ulid::Ulid::new().to_string(),
-            slots: config.slots,
-            prefetch: config.prefetch,
-            capabilities: capabilities.clone(),
+            slots: self.slots,
+            prefetch: self.prefetch,
+            capabilities: self.capabilities.clone(),
         };
         running.spawn(serve(
-            nats.clone(),
-            js.clone(),
+            self.nats.clone(),
+            self.js.clone(),
             register,
             workloads,
-            config.heartbeat_interval,
-        ));
+            self.heartbeat_interval,
+        ))
     }
-    while let Some(ended) = running.join_next().await {
-        ended??;
+}
+
+/// Ends an agent's heartbeats, control subscription and jobs together
+/// with its `serve` task: an aborted agent (a churn crash) must fall
+/// silent at once, as a machine that lost power does.
+struct Silence {
+    runner: Arc<runner::Runner>,
+    tasks: [AbortHandle; 2],
+}
+
+impl Drop for Silence {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.runner.halt();
     }
-    Ok(())
 }
 
 /// Runs one agent: subscribes, registers, heartbeats, and serves its
@@ -122,7 +197,7 @@ async fn serve(
     js: async_nats::jetstream::Context,
     register: Register,
     workloads: workloads::Workloads,
-    heartbeat_interval: std::time::Duration,
+    heartbeat_interval: Duration,
 ) -> anyhow::Result<()> {
     let agent_id = register.agent_id.clone();
     let reporter = reporter::Reporter::new(js, agent_id.clone());
@@ -132,8 +207,14 @@ async fn serve(
     let control = nats.subscribe(subjects::control(&agent_id)).await?;
     let runner = Arc::new(runner::Runner::new(register, reporter.clone(), workloads));
     runner.register().await;
-    tokio::spawn(heartbeat::run(runner.clone(), reporter, heartbeat_interval));
-    tokio::spawn(runner.clone().serve_control(control));
+    let _silence = Silence {
+        tasks: [
+            tokio::spawn(heartbeat::run(runner.clone(), reporter, heartbeat_interval))
+                .abort_handle(),
+            tokio::spawn(runner.clone().serve_control(control)).abort_handle(),
+        ],
+        runner: runner.clone(),
+    };
     runner.serve_assignments(assignments).await;
     Ok(())
 }

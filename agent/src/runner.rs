@@ -211,6 +211,17 @@ impl Runner {
         self.register().await;
     }
 
+    /// Stops every held job at once and forgets it, reporting nothing:
+    /// how a simulated agent crashes (`--churn-interval`, see `churn.rs`).
+    /// The balancer learns of it only from the heartbeats that stop.
+    pub fn halt(&self) {
+        let mut book = self.book();
+        let ids: Vec<String> = book.jobs.keys().cloned().collect();
+        for id in ids {
+            book.remove(&id);
+        }
+    }
+
     /// Stops (or drops, if still waiting) one attempt of a job: the
     /// balancer cancelled it, timed it out, or moved it to another agent.
     fn cancel(self: Arc<Self>, job_id: &str, attempt: u32) {
