@@ -56,6 +56,11 @@ pub struct AgentView {
     pub perf: HashMap<String, Perf>,
     /// Model family → when it was last assigned here (ms).
     pub recent_families: HashMap<String, u64>,
+    /// A lease on it expired (an assignment never started, or a job
+    /// overran): it gets no new work until it is heard from again. A
+    /// crashed agent looks idle until its heartbeat timeout, and without
+    /// this every retry would be offered to it first.
+    pub suspect: bool,
 }
 
 impl AgentView {
@@ -77,6 +82,7 @@ impl AgentView {
             utilization_pct: None,
             perf: HashMap::new(),
             recent_families: HashMap::new(),
+            suspect: false,
         }
     }
 
@@ -168,6 +174,14 @@ impl Directory {
         self.len() == 0
     }
 
+    /// Whether an agent was heard from within half the heartbeat timeout:
+    /// only such agents get new work. One silent for longer is still
+    /// healthy (its leases stand) but may have crashed, and a crashed
+    /// agent looks idle; this halves the time new work can go to it.
+    fn is_fresh(&self, agent: &AgentView, now_ms: u64) -> bool {
+        now_ms.saturating_sub(agent.last_seen_ms) <= self.heartbeat_timeout_ms / 2
+    }
+
     /// Whether an agent is healthy at `now_ms`: alive and heard from
     /// within the heartbeat timeout.
     pub fn is_healthy(&self, agent: &AgentView, now_ms: u64) -> bool {
@@ -205,6 +219,7 @@ impl Directory {
         entry.capabilities = capabilities;
         entry.last_seen_ms = now_ms;
         entry.alive = true;
+        entry.suspect = false;
         if leases == 0 {
             entry.gpu_jobs.clear();
         }
@@ -216,6 +231,15 @@ impl Directory {
     pub fn touch(&self, id: &str, now_ms: u64) {
         if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
             a.last_seen_ms = a.last_seen_ms.max(now_ms);
+            a.suspect = false;
+        }
+    }
+
+    /// A lease held by the agent expired: no new work for it until it is
+    /// heard from ([`Directory::touch`]).
+    pub fn mark_suspect(&self, id: &str) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
+            a.suspect = true;
         }
     }
 
@@ -308,7 +332,12 @@ impl Directory {
     pub fn available(&self, now_ms: u64) -> Vec<Arc<AgentView>> {
         self.lock()
             .values()
-            .filter(|a| a.free_slots() + a.free_prefetch() > 0 && self.schedulable(a, now_ms))
+            .filter(|a| {
+                a.free_slots() + a.free_prefetch() > 0
+                    && !a.suspect
+                    && self.is_fresh(a, now_ms)
+                    && self.schedulable(a, now_ms)
+            })
             .cloned()
             .collect()
     }
@@ -350,5 +379,27 @@ impl Directory {
         let mut all: Vec<AgentView> = self.lock().values().map(|a| (**a).clone()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_whose_lease_expired_gets_no_work_until_heard_from() {
+        let directory = Directory::new(Duration::from_secs(15));
+        directory.register("a", (2, 0), Capabilities::default(), 0, 1_000);
+        assert_eq!(directory.available(1_000).len(), 1);
+        directory.mark_suspect("a");
+        assert!(directory.available(1_000).is_empty());
+        // It still counts when deciding whether a job can run anywhere, so
+        // nothing is parked as unschedulable on its account.
+        assert_eq!(directory.schedulable_agents(1_000).len(), 1);
+        directory.touch("a", 1_500);
+        assert_eq!(directory.available(1_500).len(), 1);
+        // Silent for over half the timeout: healthy, but given no work.
+        assert!(directory.available(1_500 + 7_600).is_empty());
+        assert_eq!(directory.schedulable_agents(1_500 + 7_600).len(), 1);
     }
 }

@@ -98,6 +98,7 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
             crate::metrics::jobs("failed_attempt", 1);
             crate::metrics::jobs("retried", 1);
             directory.released(&agent_id, &job_id, false);
+            directory.mark_suspect(&agent_id);
         }
         Expired::Dead {
             job_id,
@@ -108,6 +109,7 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
             crate::metrics::jobs("failed_attempt", 1);
             crate::metrics::jobs("dead", 1);
             directory.released(&agent_id, &job_id, false);
+            directory.mark_suspect(&agent_id);
             let result = results::dead(&job_id, &history, now_ms());
             results::publish_reliably(js, &result).await;
         }
