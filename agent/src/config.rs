@@ -35,6 +35,12 @@ pub struct Config {
     #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Publish `started` only for jobs still running this long after they
+    /// began: a shorter job is reported by its completion alone, one
+    /// persisted message fewer. `0s`: always report starts at once.
+    #[arg(long, env = "FLEET_REPORT_START_AFTER", default_value = "5ms", value_parser = humantime::parse_duration)]
+    pub report_start_after: Duration,
+
     /// Absolute paths of programs `exec` jobs may run (none: no `exec`).
     #[arg(long, env = "FLEET_ALLOW_EXEC", value_delimiter = ',')]
     pub allow_exec: Vec<std::path::PathBuf>,

@@ -103,6 +103,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         prefetch: config.prefetch,
         capabilities,
         heartbeat_interval: config.heartbeat_interval,
+        report_start_after: config.report_start_after,
     };
     let mut churn = config
         .simulate
@@ -145,6 +146,7 @@ struct Launcher {
     prefetch: u32,
     capabilities: Capabilities,
     heartbeat_interval: Duration,
+    report_start_after: Duration,
 }
 
 impl Launcher {
@@ -169,6 +171,7 @@ impl Launcher {
             register,
             workloads,
             self.heartbeat_interval,
+            self.report_start_after,
         ))
     }
 }
@@ -198,6 +201,7 @@ async fn serve(
     register: Register,
     workloads: workloads::Workloads,
     heartbeat_interval: Duration,
+    report_start_after: Duration,
 ) -> anyhow::Result<()> {
     let agent_id = register.agent_id.clone();
     let reporter = reporter::Reporter::new(js, agent_id.clone());
@@ -205,7 +209,10 @@ async fn serve(
     // registration at once.
     let assignments = nats.subscribe(subjects::assign(&agent_id)).await?;
     let control = nats.subscribe(subjects::control(&agent_id)).await?;
-    let runner = Arc::new(runner::Runner::new(register, reporter.clone(), workloads));
+    let runner = Arc::new(
+        runner::Runner::new(register, reporter.clone(), workloads)
+            .report_start_after(report_start_after),
+    );
     runner.register().await;
     let _silence = Silence {
         tasks: [

@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fleet_protocol::event::{Completed, Failed, Register, Started};
 use fleet_protocol::{
@@ -87,6 +87,9 @@ pub struct Runner {
     /// What this process registers as; its incarnation changes when the
     /// balancer declares it dead and it registers again.
     register: Mutex<Register>,
+    /// `started` is published only for a job still running this long
+    /// after it began (zero: always, at once).
+    report_start_after: Duration,
 }
 
 impl Runner {
@@ -99,7 +102,18 @@ impl Runner {
             workloads: Arc::new(workloads),
             book: Mutex::new(Book::default()),
             register: Mutex::new(register),
+            report_start_after: Duration::ZERO,
         }
+    }
+
+    /// Publishes `started` only for jobs still running `after` they began.
+    /// A job that ends sooner is reported by its terminal event alone,
+    /// which the balancer accepts from an assigned lease: one persisted
+    /// message fewer per short job. A longer job's `started` is late by
+    /// `after`, far inside the accept timeout it must beat.
+    pub fn report_start_after(mut self, after: Duration) -> Runner {
+        self.report_start_after = after;
+        self
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -349,9 +363,21 @@ impl Runner {
 
     async fn run(self: Arc<Self>, assignment: Assignment, running_now: u32) {
         let (job_id, attempt) = (assignment.job_id.clone(), assignment.attempt);
-        self.announce_start(&job_id, attempt, running_now).await;
         let began = Instant::now();
-        let outcome = self.workloads.run(&assignment).await;
+        let work = self.workloads.run(&assignment);
+        tokio::pin!(work);
+        let outcome = if self.report_start_after.is_zero() {
+            self.announce_start(&job_id, attempt, running_now).await;
+            work.await
+        } else {
+            tokio::select! {
+                outcome = &mut work => outcome,
+                () = tokio::time::sleep(self.report_start_after) => {
+                    self.announce_start(&job_id, attempt, running_now).await;
+                    work.await
+                }
+            }
+        };
         let duration_ms = began.elapsed().as_millis() as u64;
         {
             let mut book = self.book();

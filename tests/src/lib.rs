@@ -196,6 +196,13 @@ impl Fleet {
             .cloned()
             .chain(extra.iter().map(|s| s.to_string()))
             .collect();
+        // Tests watch `started` events, so agents report every start at
+        // once unless a test asks otherwise.
+        let report_starts: Vec<String> = if extra.iter().any(|a| a == "--report-start-after") {
+            Vec::new()
+        } else {
+            vec!["--report-start-after".into(), "0s".into()]
+        };
         let agent = Process::spawn(
             &format!("agent {id}"),
             binary("fleet-agent")?,
@@ -211,6 +218,7 @@ impl Fleet {
             ]
             .into_iter()
             .chain(self.role_args(&Role::Agent(id.to_string())))
+            .chain(report_starts)
             .chain(extra),
             &self.dir.path().join(format!("agent-{id}.log")),
         )?;

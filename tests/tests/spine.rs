@@ -281,3 +281,45 @@ async fn malformed_and_unknown_kind_submissions_are_rejected_and_neighbours_run(
     assert!(log.contains("unknown_kind") && log.contains("malformed"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<()> {
+    // The agent's default: `started` only for a job still running 5 ms in.
+    let mut fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.start_agent_with("quick", 4, &["--report-start-after", "5ms"])?;
+    wait_until(Duration::from_secs(20), "the agent healthy", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 1)
+    })
+    .await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+
+    let quick = client
+        .submit_many(vec![JobSpec::new("echo", json!({"n": 1})); 200])
+        .await?;
+    let long = client.submit(sleep_job(300)).await?;
+    let results = client
+        .wait_many(&quick, Duration::from_secs(60), |_| {})
+        .await?;
+    assert!(results.iter().all(|r| r.state == JobState::Succeeded));
+    let result = client.wait(&long, Duration::from_secs(30)).await?;
+    assert_eq!(result.state, JobState::Succeeded);
+
+    let started = spy.started();
+    let quick_starts = started.iter().filter(|s| quick.contains(&s.job_id)).count();
+    // Microsecond jobs end before the delay; a starved scheduler may let a
+    // few pass it, so "most" is what is asserted.
+    assert!(
+        quick_starts < quick.len() / 2,
+        "{quick_starts} of {} quick jobs published started",
+        quick.len()
+    );
+    assert_eq!(
+        started.iter().filter(|s| s.job_id == long).count(),
+        1,
+        "a long job still reports its start"
+    );
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "{audit}");
+    Ok(())
+}
