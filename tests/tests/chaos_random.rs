@@ -8,6 +8,10 @@
 //! FLEET_CHAOS_SEED=7 FLEET_CHAOS_ROUNDS=20 FLEET_CHAOS_JOBS=1000 \
 //!   cargo test -p fleet-tests --test chaos_random -- --ignored --nocapture
 //! ```
+//!
+//! Agents report every start at once, as in every test; set
+//! `FLEET_CHAOS_REPORT_START_AFTER=5ms` to run them as deployed (short jobs
+//! reported by their completion alone).
 
 use std::time::Duration;
 
@@ -51,6 +55,10 @@ async fn randomized_chaos() -> anyhow::Result<()> {
             "--accept-timeout".into(),
             "1s".into(),
         ],
+        agent_args: match std::env::var("FLEET_CHAOS_REPORT_START_AFTER") {
+            Ok(after) => vec!["--report-start-after".into(), after],
+            Err(_) => Vec::new(),
+        },
         ..FleetConfig::with_agents(3, 4)
     };
     let mut fleet = Fleet::start(config).await?;
