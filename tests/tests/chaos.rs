@@ -505,3 +505,41 @@ async fn cancel_queued_and_running_jobs() -> anyhow::Result<()> {
     assert_eq!(audit["by_state"]["cancelled"], 2, "audit: {audit}");
     Ok(())
 }
+
+/// Attempts lost to dead agents are spared from `max_attempts` (twice per
+/// job): a job allowed one attempt survives its agent's SIGKILL and runs
+/// elsewhere, and the lost attempt stays in its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_lost_to_a_dead_agent_is_spared() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(chaos_config(1, 1)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec {
+            max_attempts: Some(1),
+            ..JobSpec::new("sleep", json!({"ms": 500}))
+        })
+        .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the job started on agent-0",
+        || async { Ok(spy.started().iter().any(|s| s.job_id == id)) },
+    )
+    .await?;
+    fleet.agents[0].kill9();
+    fleet.start_agent("agent-1", 1)?;
+    let r = client.wait(&id, Duration::from_secs(30)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert_eq!(r.agent_id.as_deref(), Some("agent-1"), "{r:?}");
+    assert_eq!(r.attempts.len(), 2, "{r:?}");
+    assert!(
+        r.attempts[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("lost")),
+        "{r:?}"
+    );
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "audit: {audit}");
+    Ok(())
+}

@@ -48,6 +48,9 @@ use serde_json::Value;
 
 /// The balancer's settings in this test (ms).
 const ACCEPT_MS: u64 = 5_000;
+/// expire.lua's INFRA_SPARES: attempts lost to dead or silent agents that
+/// do not count toward max_attempts, per job.
+const INFRA_SPARES: u32 = 2;
 const HEARTBEAT_TIMEOUT_MS: u64 = 15_000;
 const UNSCHEDULABLE_MS: u64 = 30_000;
 /// Each lease's run-time limit, and the buffer on it (exact in binary, so
@@ -296,6 +299,7 @@ struct Job {
     attempt: u32,
     agent: String,
     attempt_base: u32,
+    infra_spared: u32,
     max_attempts: u32,
     rank: u32,
     submitted_rank: u32,
@@ -447,6 +451,17 @@ impl State {
         let j = self.job(id)?;
         j.state = "dead".into();
         j.dead = true;
+        Ok(())
+    }
+
+    /// expire.lua's spare: an attempt lost to a dead or silent agent does
+    /// not count, twice per job.
+    fn spare(&mut self, id: &str) -> Result<(), TestCaseError> {
+        let j = self.job(id)?;
+        if j.infra_spared < INFRA_SPARES {
+            j.attempt_base += 1;
+            j.infra_spared += 1;
+        }
         Ok(())
     }
 
@@ -742,6 +757,7 @@ impl State {
                     a.alive = false;
                     out.push(format!("agent_lost:{id}"));
                     for job in a.jobs.clone() {
+                        self.spare(&job)?;
                         let attempt = self.job(&job)?.attempt;
                         let outcome = self.fail_attempt(&job, &id, attempt)?;
                         out.push(format!("{outcome}:{job}:{id}"));
@@ -761,6 +777,7 @@ impl State {
                 let (state, agent, attempt) = (j.state.clone(), j.agent.clone(), j.attempt);
                 match state.as_str() {
                     "assigned" => {
+                        self.spare(&id)?;
                         let outcome = self.fail_attempt(&id, &agent, attempt)?;
                         out.push(format!("{outcome}:{id}:{agent}"));
                     }
@@ -1209,6 +1226,7 @@ async fn read_state(
                 attempt: num(&h, "attempt"),
                 agent: h.get("agent").cloned().unwrap_or_default(),
                 attempt_base: num(&h, "attempt_base"),
+                infra_spared: num(&h, "infra_spared"),
                 max_attempts: num(&h, "max_attempts"),
                 rank: num(&h, "rank"),
                 submitted_rank: num(&h, "submitted_rank"),
@@ -1374,6 +1392,11 @@ fn check_invariants(s: &State, x: &Extra, memory: &mut Memory) -> Result<(), Tes
         prop_assert!(
             j.attempt - j.attempt_base <= j.max_attempts,
             "{id}: more attempts than max_attempts: {j:?}"
+        );
+        // Attempts spared for dead agents are bounded too.
+        prop_assert!(
+            j.infra_spared <= INFRA_SPARES,
+            "{id}: more spared attempts than {INFRA_SPARES}: {j:?}"
         );
         if st == "succeeded" {
             prop_assert!(j.result.is_some(), "{id}: succeeded without a result");

@@ -12,7 +12,8 @@
 -- an assigned job whose agent never confirmed the start (accept timeout),
 -- or a running job past timeout x buffer, which its agent is also told to
 -- cancel. Each failed attempt is re-queued or, with its attempts spent,
--- dead-lettered (fail_attempt). At most `limit` agents and `limit` leases
+-- dead-lettered (fail_attempt); the first two attempts a job loses to a
+-- dead or silent agent do not count (spare, below). At most `limit` agents and `limit` leases
 -- per call; the caller calls again while a call hits the limit.
 -- Returns 4 fields per outcome: kind, job_id or agent_id, agent_id, extra:
 --   'agent_lost', agent, agent, ''
@@ -40,6 +41,20 @@ local function fail(id, agent, attempt, err)
   emit(r[1], id, agent, r[2] or '')
 end
 
+-- An attempt lost to the infrastructure (its agent died, or never
+-- confirmed the start) is spared from the job's max_attempts, up to
+-- INFRA_SPARES times per job: under churn a job can meet several crashed
+-- agents before they are detected, through no fault of its own. Retries
+-- stay bounded, by max_attempts + INFRA_SPARES.
+local INFRA_SPARES = 2
+local function spare(id)
+  local spared = tonumber(redis.call('HGET', k_job(id), 'infra_spared')) or 0
+  if spared < INFRA_SPARES then
+    redis.call('HINCRBY', k_job(id), 'attempt_base', 1)
+    redis.call('HSET', k_job(id), 'infra_spared', spared + 1)
+  end
+end
+
 local silent = {}
 if check_agents then
   silent = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf',
@@ -55,6 +70,7 @@ for _, agent in ipairs(silent) do
     for _, id in ipairs(redis.call('SMEMBERS', k_agent_jobs(agent))) do
       local attempt = tonumber(redis.call('HGET', k_job(id), 'attempt'))
       if attempt then
+        spare(id)
         fail(id, agent, attempt, err)
       else
         redis.call('SREM', k_agent_jobs(agent), id)
@@ -73,6 +89,7 @@ for _, id in ipairs(overdue) do
   local attempt = tonumber(j[2])
   if j[1] == 'assigned' then
     stat('accept_timeouts')
+    spare(id)
     fail(id, j[3], attempt, 'not started within the accept timeout')
   elseif j[1] == 'running' then
     stat('job_timeouts')
