@@ -42,12 +42,22 @@ pub fn nats_ack(took: Duration) {
     metrics::histogram!("fleet_nats_publish_ack_seconds").record(took.as_secs_f64());
 }
 
-/// Records one scheduling round's duration and placements.
-pub fn schedule_round(took: Duration, placed: usize) {
+/// Records one scheduling round's duration (Redis and NATS round trips
+/// included).
+pub fn schedule_round(took: Duration, _placed: usize) {
     metrics::histogram!("fleet_schedule_round_seconds").record(took.as_secs_f64());
-    if placed > 0 {
+}
+
+/// Records each placement decision of a round: its own time plus an even
+/// share of building the round's candidates (`build`).
+pub fn decisions(build: Duration, placements: &[Duration]) {
+    if placements.is_empty() {
+        return;
+    }
+    let share = build / placements.len() as u32;
+    for took in placements {
         metrics::histogram!("fleet_schedule_decision_seconds")
-            .record(took.as_secs_f64() / placed as f64);
+            .record((share + *took).as_secs_f64());
     }
 }
 

@@ -88,7 +88,9 @@ pub struct Round<'p> {
     extra: Vec<u32>,
     free_sum: u64,
     extra_sum: u64,
-    busy: Vec<Vec<bool>>,
+    /// Which GPUs of each agent are taken, filled in only for agents a
+    /// search reaches (a round at 10,000 agents touches few of them).
+    busy: Vec<Option<Vec<bool>>>,
     policy: &'p mut dyn Policy,
     now_ms: u64,
     gpu_demand: bool,
@@ -114,7 +116,7 @@ impl<'p> Round<'p> {
                     .saturating_sub(a.free_slots())
             })
             .collect();
-        let busy = agents.iter().map(|a| a.gpu_busy()).collect();
+        let busy = vec![None; agents.len()];
         let free_sum = free.iter().map(|&f| u64::from(f)).sum();
         let extra_sum = extra.iter().map(|&f: &u32| u64::from(f)).sum();
         // Rounds start their searches at different places, so the same
@@ -214,7 +216,9 @@ impl<'p> Round<'p> {
                 .iter()
                 .position(|info| info.index == *g)
             {
-                self.busy[i][slot] = true;
+                if let Some(busy) = self.busy[i].as_mut() {
+                    busy[slot] = true;
+                }
             }
         }
         if let Some(f) = family {
@@ -246,11 +250,9 @@ impl<'p> Round<'p> {
             if room[i] == 0 {
                 continue;
             }
-            if let Ok(gpus) =
-                self.agents[i]
-                    .capabilities
-                    .allocate(&job.kind, &job.requires, &self.busy[i])
-            {
+            let agent = &self.agents[i];
+            let busy = self.busy[i].get_or_insert_with(|| agent.gpu_busy());
+            if let Ok(gpus) = agent.capabilities.allocate(&job.kind, &job.requires, busy) {
                 found.push((i, gpus));
                 if found.len() == SAMPLE {
                     break;

@@ -114,12 +114,19 @@ async fn round(
     config: &Config,
 ) -> anyhow::Result<usize> {
     let now = now_ms();
+    // The decision's own time (the candidates, then each placement),
+    // apart from the Redis and NATS round trips around it.
+    let building = std::time::Instant::now();
     let agents = directory.available(now);
     if agents.is_empty() {
         return Ok(0);
     }
-    let fleet = directory.schedulable_agents(now);
+    // Every agent that could run work, busy or not: read only if a job
+    // fits nobody free, to tell a wait from an impossible job.
+    let mut fleet: Option<Vec<std::sync::Arc<crate::directory::AgentView>>> = None;
     let mut round = Round::new(agents, policy, now);
+    let build_time = building.elapsed();
+    let mut place_times: Vec<std::time::Duration> = Vec::new();
     let window =
         (round.capacity_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
 
@@ -138,12 +145,19 @@ async fn round(
                 break;
             }
             let family = families.job_family(&job);
-            if let Some(placement) = round.place(&job, family.as_deref()) {
-                plan.push((job, placement, family));
-            } else if !fleet
-                .iter()
-                .any(|a| a.capabilities.satisfies(&job.kind, &job.requires).is_ok())
-            {
+            let placing = std::time::Instant::now();
+            let placed = round.place(&job, family.as_deref());
+            if placed.is_some() {
+                place_times.push(placing.elapsed());
+            }
+            let Some(placement) = placed else {
+                let fleet = fleet.get_or_insert_with(|| directory.schedulable_agents(now));
+                if fleet
+                    .iter()
+                    .any(|a| a.capabilities.satisfies(&job.kind, &job.requires).is_ok())
+                {
+                    continue;
+                }
                 let reason = unschedulable_reason(
                     &job.kind,
                     &job.requires,
@@ -151,7 +165,9 @@ async fn round(
                 );
                 tracing::info!(job_id = %job.id, %reason, "job unschedulable; parked");
                 park.push((job.id, reason));
-            }
+                continue;
+            };
+            plan.push((job, placement, family));
         }
         offset += read;
         // Look deeper while there is room for more: a page can hold jobs
@@ -160,6 +176,7 @@ async fn round(
             break;
         }
     }
+    crate::metrics::decisions(build_time, &place_times);
     if !park.is_empty() {
         store.park(&park, now).await?;
     }

@@ -358,6 +358,13 @@ async fn prefetched_work_is_stolen_by_an_idle_agent_and_runs_once() -> anyhow::R
         },
     )
     .await?;
+    // The start event may trail the lease count the stats show.
+    wait_until(
+        Duration::from_secs(10),
+        "the slot's job started",
+        || async { Ok(!spy.started().is_empty()) },
+    )
+    .await?;
     assert_eq!(spy.started().len(), 1, "only the slot's job started");
 
     // An idle agent joins: it takes the four waiting jobs.
