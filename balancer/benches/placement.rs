@@ -17,41 +17,16 @@ use fleet_balancer::directory::AgentView;
 use fleet_balancer::placement::Round;
 use fleet_balancer::policy::{Composite, Weights};
 use fleet_balancer::store::QueuedJob;
-use fleet_protocol::{Capabilities, GpuInfo, Requirements};
+use fleet_protocol::Requirements;
 
-fn gpu(index: u32, memory_mb: u64, cc: &str) -> GpuInfo {
-    GpuInfo {
-        index,
-        name: "gpu".into(),
-        memory_mb,
-        compute_capability: cc.into(),
-        gemm_tflops: None,
-        memory_gb_per_s: None,
-    }
-}
+#[path = "support/mixed_fleet.rs"]
+mod mixed_fleet;
 
 /// As the directory hands them to a round: shared snapshots.
 fn fleet(n: usize) -> Vec<Arc<AgentView>> {
-    (0..n)
-        .map(|i| {
-            let gpus = match i % 3 {
-                0 => vec![gpu(0, 81_920, "9.0"), gpu(1, 81_920, "9.0")],
-                1 => vec![gpu(0, 24_576, "8.9")],
-                _ => vec![],
-            };
-            let mut a = AgentView::new(
-                &format!("agent-{i}"),
-                4,
-                Capabilities {
-                    gpus,
-                    kinds: vec!["sleep".into(), "echo".into()],
-                    ..Capabilities::default()
-                },
-                0,
-            );
-            a.leases = (i % 2) as u32 * 2;
-            Arc::new(a)
-        })
+    mixed_fleet::mixed_fleet(n)
+        .into_iter()
+        .map(Arc::new)
         .collect()
 }
 
