@@ -302,8 +302,11 @@ impl Events {
                     (Some(submitted_at_ms), Some(assigned_at_ms), started) => Some(Timing {
                         submitted_at_ms,
                         assigned_at_ms,
-                        // A completion may beat its own started event.
+                        // A completion may beat its own started event (a
+                        // short job sends none): it started on assignment.
                         started_at_ms: started.unwrap_or(assigned_at_ms),
+                        assigned_at_us: at(5),
+                        started_at_us: at(6).or(at(5)),
                     }),
                     _ => None,
                 };

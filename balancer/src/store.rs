@@ -495,7 +495,8 @@ impl Store {
         let mut call = self.fenced(&self.scripts.assign);
         call.arg(now_ms)
             .arg(lease_deadline_ms)
-            .arg(prefetch_deadline_ms);
+            .arg(prefetch_deadline_ms)
+            .arg(fleet_protocol::time::now_us());
         for (job, p) in placements {
             let gpus: Vec<String> = p.gpus.iter().map(u32::to_string).collect();
             call.arg(*job)
@@ -532,7 +533,8 @@ impl Store {
         let mut call = self.fenced(&self.scripts.events);
         call.arg(now_ms)
             .arg(job_timeout_buffer)
-            .arg(heartbeat_timeout.as_millis() as u64);
+            .arg(heartbeat_timeout.as_millis() as u64)
+            .arg(fleet_protocol::time::now_us());
         for field in &batch.fields {
             call.arg(field);
         }

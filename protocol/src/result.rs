@@ -88,6 +88,15 @@ pub struct Timing {
     pub submitted_at_ms: u64,
     pub assigned_at_ms: u64,
     pub started_at_ms: u64,
+    /// The assignment and start again in microseconds, stamped as Redis
+    /// commits them (the millisecond fields are stamped at the start of
+    /// the balancer's round or batch, up to a few ms earlier), for
+    /// sub-millisecond latency figures (`fleetctl bench`); absent from
+    /// older balancers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_at_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_us: Option<u64>,
 }
 
 /// A refused submission, on `fleet.rejected`.

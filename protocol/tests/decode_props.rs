@@ -357,7 +357,13 @@ fn job_result() -> impl Strategy<Value = JobResult> {
         proptest::option::of(token()),
         vec(attempt_record(), 0..4),
         any::<u64>(),
-        proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
+        proptest::option::of((
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
+        )),
     )
         .prop_map(
             |(job_id, state, result, error, agent_id, attempts, finished_at_ms, timing)| {
@@ -369,10 +375,12 @@ fn job_result() -> impl Strategy<Value = JobResult> {
                     agent_id,
                     attempts,
                     finished_at_ms,
-                    timing: timing.map(|(s, a, t)| Timing {
+                    timing: timing.map(|(s, a, t, a_us, t_us)| Timing {
                         submitted_at_ms: s,
                         assigned_at_ms: a,
                         started_at_ms: t,
+                        assigned_at_us: a_us,
+                        started_at_us: t_us,
                     }),
                 }
             },

@@ -304,6 +304,30 @@ async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<(
     assert!(results.iter().all(|r| r.state == JobState::Succeeded));
     let result = client.wait(&long, Duration::from_secs(30)).await?;
     assert_eq!(result.state, JobState::Succeeded);
+    // Microsecond timing agrees with the millisecond one; a short job
+    // started when it was assigned.
+    for r in results.iter().chain([&result]) {
+        let t = r
+            .timing
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no timing: {r:?}"))?;
+        let (assigned_us, started_us) = (
+            t.assigned_at_us.unwrap_or_default(),
+            t.started_at_us.unwrap_or_default(),
+        );
+        // The µs stamps are taken as Redis commits; the ms ones at the
+        // start of the balancer's round or batch, a little earlier.
+        for (us, ms) in [
+            (assigned_us, t.assigned_at_ms),
+            (started_us, t.started_at_ms),
+        ] {
+            assert!(us >= ms * 1000 && us / 1000 - ms < 1000, "{t:?}");
+        }
+    }
+    let quick_timing = results[0].timing.clone();
+    if let Some(t) = quick_timing.filter(|t| t.started_at_ms == t.assigned_at_ms) {
+        assert_eq!(t.started_at_us, t.assigned_at_us, "{t:?}");
+    }
 
     let started = spy.started();
     let quick_starts = started.iter().filter(|s| quick.contains(&s.job_id)).count();

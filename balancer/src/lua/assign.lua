@@ -1,7 +1,8 @@
 -- assign.lua: commits a batch of placements as leases.
 --
 -- ARGV: prefix, leader token, now_ms, lease_deadline_ms,
---   prefetch_deadline_ms, then per placement:
+--   prefetch_deadline_ms, now_us (for latency figures only), then per
+--   placement:
 --   job_id, agent_id, gpus (device indices "0,1", or '' for none),
 --   timeout_ms (this lease's run-time limit)
 -- A lease that lands beyond the agent's slots (prefetched: it will wait
@@ -18,8 +19,9 @@ require_leader()
 local now = ARGV[3]
 local deadline = ARGV[4]
 local prefetch_deadline = ARGV[5]
+local now_us = ARGV[6]
 local out = {}
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local id, agent, gpus, timeout_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local devices = split_csv(gpus)
   local job = redis.call('HMGET', k_job(id), 'state', 'attempt')
@@ -38,7 +40,7 @@ for i = 6, #ARGV, 4 do
       until_ms = prefetch_deadline
     end
     redis.call('ZREM', K_QUEUE, id)
-    lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, until_ms)
+    lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, until_ms, now_us)
     stat('assigned')
     out[#out + 1] = tostring(attempt)
   end

@@ -11,7 +11,8 @@ local function on_completed(agent, id, attempt, result, duration_ms, now)
   -- Everything the accepted path needs, in one read: this is the hottest
   -- path in the fleet (one call per job).
   local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'done_by',
-    'gpus', 'history', 'kind', 'submitted_at', 'assigned_at', 'started_at')
+    'gpus', 'history', 'kind', 'submitted_at', 'assigned_at', 'started_at',
+    'assigned_us', 'started_us')
   if not job[1] then
     stat('unknown_job_events')
     return {'unknown_job'}
@@ -33,11 +34,13 @@ local function on_completed(agent, id, attempt, result, duration_ms, now)
     redis.call('HINCRBY', k_agent(agent), 'succeeded', 1)
     record_perf_kind(agent, job[7], true, duration_ms)
     stat('succeeded')
-    return {'accepted', history, job[8] or '', job[9] or '', job[10] or ''}
+    return {'accepted', history, job[8] or '', job[9] or '', job[10] or '',
+      job[11] or '', job[12] or ''}
   end
   if job[1] == 'succeeded' and job[4] == agent .. '/' .. attempt then
-    local t = redis.call('HMGET', key, 'history', 'submitted_at', 'assigned_at', 'started_at')
-    return {'duplicate', t[1], t[2] or '', t[3] or '', t[4] or ''}
+    local t = redis.call('HMGET', key, 'history', 'submitted_at', 'assigned_at', 'started_at',
+      'assigned_us', 'started_us')
+    return {'duplicate', t[1], t[2] or '', t[3] or '', t[4] or '', t[5] or '', t[6] or ''}
   end
   return refuse(job[3], job[2], agent, attempt)
 end

@@ -156,11 +156,13 @@ end
 
 -- Leases a queued (or just released) job to `agent` as `attempt`, holding
 -- `devices`, until `deadline`; once started it may run `timeout_ms`.
-local function lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, deadline)
+-- `now_us` (microseconds, for latency figures only) may be nil.
+local function lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, deadline, now_us)
   redis.call('HSET', k_job(id), 'state', 'assigned', 'attempt', attempt,
     'agent', agent, 'assigned_at', now, 'started_at', '', 'gpus', gpus,
     'lease_timeout_ms', timeout_ms,
-    'unschedulable_reason', '', 'unschedulable_since', '')
+    'unschedulable_reason', '', 'unschedulable_since', '',
+    'assigned_us', now_us or '', 'started_us', '')
   for _, index in ipairs(devices) do
     redis.call('HSET', k_agent_gpus(agent), index, id)
   end

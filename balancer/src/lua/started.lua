@@ -3,7 +3,7 @@
 -- timeout times the buffer.
 -- Returns {'ok'}, {'duplicate'}, {'stale', reason} or {'unknown_job'}.
 
-local function on_started(agent, id, attempt, now, buffer)
+local function on_started(agent, id, attempt, now, buffer, now_us)
   local key = k_job(id)
   local job = redis.call('HMGET', key, 'state', 'attempt', 'agent', 'lease_timeout_ms',
     'timeout_ms')
@@ -20,7 +20,7 @@ local function on_started(agent, id, attempt, now, buffer)
     -- later heartbeat must have listed it.
     local beats = redis.call('HGET', k_agent(agent), 'beats') or 0
     redis.call('HSET', key, 'state', 'running', 'started_at', now,
-      'started_beat', beats)
+      'started_beat', beats, 'started_us', now_us or '')
     -- A lease from before per-lease limits has only the job's own.
     local limit = tonumber(job[4]) or tonumber(job[5]) or DEFAULT_TIMEOUT_MS
     local deadline = now + math.ceil(limit * buffer)

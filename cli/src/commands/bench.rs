@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use fleet_protocol::{time::now_ms, Client, JobResult, JobSpec, JobState, Priority, Requirements};
+use fleet_protocol::{
+    time::{now_ms, now_us},
+    Client, JobResult, JobSpec, JobState, Priority, Requirements,
+};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -124,7 +127,7 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
             tokio::select! {
                 _ = &mut stopped => return seen,
                 next = watch.next() => match next {
-                    Some(r) => { seen.entry(r.job_id).or_insert_with(now_ms); }
+                    Some(r) => { seen.entry(r.job_id).or_insert_with(now_us); }
                     None => return seen,
                 },
             }
@@ -138,7 +141,7 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
     let mut received_at: HashMap<String, u64> = HashMap::with_capacity(ids.len());
     let results = client
         .collect_results(&ids, a.timeout, |r| {
-            received_at.insert(r.job_id.clone(), now_ms());
+            received_at.insert(r.job_id.clone(), now_us());
         })
         .await?;
     let duration_s = started.elapsed().as_secs_f64();
@@ -178,7 +181,11 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
         "per_agent": report.per_agent,
     });
     if let Some(path) = &a.report {
-        let html = report::html(&doc, &received_at, first_submit_ms, &report.e2e);
+        let received_ms: HashMap<String, u64> = received_at
+            .iter()
+            .map(|(id, us)| (id.clone(), us / 1000))
+            .collect();
+        let html = report::html(&doc, &received_ms, first_submit_ms, &report.e2e);
         std::fs::write(path, html)
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
@@ -236,7 +243,7 @@ async fn submit(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        let t = now_ms();
+        let t = now_us();
         sent += chunk.len();
         for id in client.submit_many(chunk).await? {
             at.insert(id.clone(), t);
@@ -272,6 +279,7 @@ struct Report {
 
 impl Report {
     fn build(
+        // Epoch µs on this process's clock.
         submitted: &HashMap<String, u64>,
         received: &HashMap<String, u64>,
         results: &[JobResult],
@@ -292,20 +300,29 @@ impl Report {
         };
         let mut busy_ms = 0f64;
         let mut last_finish = first_submit_ms;
+        // Submissions and arrivals are on this process's clock in µs; the
+        // balancer's assignment and start, in µs where it sends them.
+        let since = |at_us: f64, sub_us: u64| ((at_us - sub_us as f64) / 1000.0).max(0.0);
         for result in results {
             let Some(&sub) = submitted.get(&result.job_id) else {
                 continue;
             };
             if let Some(&got) = received.get(&result.job_id) {
-                r.e2e.push(got.saturating_sub(sub) as f64);
+                r.e2e.push(since(got as f64, sub));
             }
             last_finish = last_finish.max(result.finished_at_ms);
             if let Some(agent) = &result.agent_id {
                 *r.per_agent.entry(agent.clone()).or_default() += 1;
             }
             if let Some(t) = result.timing {
-                r.assign.push(t.assigned_at_ms.saturating_sub(sub) as f64);
-                r.start.push(t.started_at_ms.saturating_sub(sub) as f64);
+                let assigned = t
+                    .assigned_at_us
+                    .map_or(t.assigned_at_ms as f64 * 1000.0, |us| us as f64);
+                let started = t
+                    .started_at_us
+                    .map_or(t.started_at_ms as f64 * 1000.0, |us| us as f64);
+                r.assign.push(since(assigned, sub));
+                r.start.push(since(started, sub));
                 r.queue_wait
                     .push(t.started_at_ms.saturating_sub(t.submitted_at_ms) as f64);
                 let ran = result.finished_at_ms.saturating_sub(t.started_at_ms) as f64;
