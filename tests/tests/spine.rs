@@ -309,7 +309,6 @@ async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<(
     for r in results.iter().chain([&result]) {
         let t = r
             .timing
-            .clone()
             .ok_or_else(|| anyhow::anyhow!("no timing: {r:?}"))?;
         let (assigned_us, started_us) = (
             t.assigned_at_us.unwrap_or_default(),
@@ -324,7 +323,7 @@ async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<(
             assert!(us >= ms * 1000 && us / 1000 - ms < 1000, "{t:?}");
         }
     }
-    let quick_timing = results[0].timing.clone();
+    let quick_timing = results[0].timing;
     if let Some(t) = quick_timing.filter(|t| t.started_at_ms == t.assigned_at_ms) {
         assert_eq!(t.started_at_us, t.assigned_at_us, "{t:?}");
     }
