@@ -659,11 +659,7 @@ impl Store {
 
     /// Returns every parked job to the queue.
     pub async fn unpark(&self) -> StoreResult<u64> {
-        self.scripts
-            .unpark
-            .key(self.keys.stats())
-            .arg(self.keys.prefix())
-            .arg(&*self.token)
+        self.fenced(&self.scripts.unpark)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)
