@@ -92,6 +92,28 @@ impl Default for FleetConfig {
 }
 
 impl FleetConfig {
+    /// How fast the failure tests notice faults: heartbeats every 300 ms,
+    /// an agent dead after 1.5 s of silence, sweeps every 200 ms, 1 s to
+    /// confirm a start.
+    pub const QUICK_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1500);
+    pub const QUICK_SWEEP: Duration = Duration::from_millis(200);
+
+    /// `n` agents (as [`FleetConfig::with_agents`]) under quick failure
+    /// detection ([`FleetConfig::QUICK_HEARTBEAT_TIMEOUT`]).
+    pub fn quick_detection(n: usize, slots: u32) -> FleetConfig {
+        FleetConfig {
+            heartbeat_interval: Duration::from_millis(300),
+            heartbeat_timeout: Self::QUICK_HEARTBEAT_TIMEOUT,
+            balancer_args: vec![
+                "--sweep-interval".into(),
+                format!("{}ms", Self::QUICK_SWEEP.as_millis()),
+                "--accept-timeout".into(),
+                "1s".into(),
+            ],
+            ..FleetConfig::with_agents(n, slots)
+        }
+    }
+
     /// `n` agents named `agent-0` … with `slots` each.
     pub fn with_agents(n: usize, slots: u32) -> FleetConfig {
         FleetConfig {
@@ -269,6 +291,29 @@ impl Fleet {
         self.nats.restart()
     }
 
+    /// Checks `results` are `expected` jobs, each succeeded with exactly
+    /// one accepted attempt, and that the audit agrees.
+    pub async fn assert_all_succeeded_once(
+        &self,
+        results: &[fleet_protocol::JobResult],
+        expected: usize,
+    ) -> anyhow::Result<()> {
+        assert_eq!(results.len(), expected);
+        for r in results {
+            assert_eq!(r.state, fleet_protocol::JobState::Succeeded, "{r:?}");
+            let accepted = r
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == "succeeded")
+                .count();
+            assert_eq!(accepted, 1, "exactly one accepted result: {r:?}");
+        }
+        let audit = self.audit().await?;
+        assert_eq!(audit["ok"], true, "audit: {audit}");
+        assert_eq!(audit["by_state"]["succeeded"], expected, "audit: {audit}");
+        Ok(())
+    }
+
     /// The audit report (`GET /api/admin/audit`).
     pub async fn audit(&self) -> anyhow::Result<Value> {
         let url = format!("{}/api/admin/audit", self.balancer_url());
@@ -312,6 +357,22 @@ impl Fleet {
                 .client_certificate(&pki.client_cert, &pki.client_key),
             None => options,
         }
+    }
+
+    /// `async-nats` options for `role`; an agent gets its own reply inbox,
+    /// the only one `deploy/nats.conf` lets it read.
+    pub async fn connect_options(&self, role: &Role) -> anyhow::Result<async_nats::ConnectOptions> {
+        let mut options = self.nats_options(role).connect_options().await?;
+        if let Role::Agent(id) = role {
+            options = options.custom_inbox_prefix(fleet_protocol::subjects::agent_inbox_prefix(id));
+        }
+        Ok(options)
+    }
+
+    /// A plain NATS connection as `role`.
+    pub async fn connect_as(&self, role: &Role) -> anyhow::Result<async_nats::Client> {
+        let options = self.connect_options(role).await?;
+        Ok(self.nats_options(role).connect_with(options).await?)
     }
 
     /// A producer client.

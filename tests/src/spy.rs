@@ -39,6 +39,18 @@ impl EventSpy {
             .clone()
     }
 
+    /// Waits until an agent reported starting `job_id`.
+    pub async fn wait_started(
+        &self,
+        job_id: &str,
+        limit: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        crate::wait_until(limit, &format!("{job_id} started"), || async {
+            Ok(self.started().iter().any(|s| s.job_id == job_id))
+        })
+        .await
+    }
+
     /// Every started event so far, in arrival order.
     pub fn started(&self) -> Vec<fleet_protocol::Started> {
         self.events()

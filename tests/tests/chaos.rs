@@ -14,22 +14,8 @@ use fleet_protocol::{Client, JobResult, JobSpec, JobState};
 use fleet_tests::{wait_leader, wait_until, EventSpy, Fleet, FleetConfig};
 use serde_json::{json, Value};
 
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1500);
-const SWEEP: Duration = Duration::from_millis(200);
-
-fn chaos_config(agents: usize, slots: u32) -> FleetConfig {
-    FleetConfig {
-        heartbeat_interval: Duration::from_millis(300),
-        heartbeat_timeout: HEARTBEAT_TIMEOUT,
-        balancer_args: vec![
-            "--sweep-interval".into(),
-            format!("{}ms", SWEEP.as_millis()),
-            "--accept-timeout".into(),
-            "1s".into(),
-        ],
-        ..FleetConfig::with_agents(agents, slots)
-    }
-}
+const HEARTBEAT_TIMEOUT: Duration = FleetConfig::QUICK_HEARTBEAT_TIMEOUT;
+const SWEEP: Duration = FleetConfig::QUICK_SWEEP;
 
 fn sleep_jobs(n: usize, ms: u64) -> Vec<JobSpec> {
     vec![JobSpec::new("sleep", json!({ "ms": ms })); n]
@@ -69,27 +55,6 @@ impl Waiter {
     }
 }
 
-async fn assert_all_succeeded_and_audit_clean(
-    fleet: &Fleet,
-    results: &[JobResult],
-    expected: usize,
-) -> anyhow::Result<()> {
-    assert_eq!(results.len(), expected);
-    for r in results {
-        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
-        let accepted = r
-            .attempts
-            .iter()
-            .filter(|a| a.outcome == "succeeded")
-            .count();
-        assert_eq!(accepted, 1, "exactly one accepted result: {r:?}");
-    }
-    let audit = fleet.audit().await?;
-    assert_eq!(audit["ok"], true, "audit: {audit}");
-    assert_eq!(audit["by_state"]["succeeded"], expected, "audit: {audit}");
-    Ok(())
-}
-
 fn agent_entry(stats: &Value, id: &str) -> Value {
     stats["agents"]
         .as_array()
@@ -101,7 +66,7 @@ fn agent_entry(stats: &Value, id: &str) -> Value {
 /// heartbeat timeout plus one sweep, and every job still succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_agent_holding_jobs() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let mut fleet = Fleet::start(FleetConfig::quick_detection(3, 4)).await?;
     let client = fleet.client().await?;
     let ids = client.submit_many(sleep_jobs(300, 100)).await?;
     let waiter = Waiter::start(client, ids, Duration::from_secs(120));
@@ -121,7 +86,7 @@ async fn kill9_agent_holding_jobs() -> anyhow::Result<()> {
     .await?;
 
     let results = waiter.all().await?;
-    assert_all_succeeded_and_audit_clean(&fleet, &results, 300).await?;
+    fleet.assert_all_succeeded_once(&results, 300).await?;
     let lost: Vec<&JobResult> = results
         .iter()
         .filter(|r| {
@@ -142,7 +107,7 @@ async fn kill9_agent_holding_jobs() -> anyhow::Result<()> {
 /// 2. The balancer is killed twice mid-run and restarted each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_balancer_twice() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let mut fleet = Fleet::start(FleetConfig::quick_detection(3, 4)).await?;
     let client = fleet.client().await?;
     let ids = client.submit_many(sleep_jobs(600, 10)).await?;
     let waiter = Waiter::start(client, ids, Duration::from_secs(120));
@@ -153,14 +118,14 @@ async fn kill9_balancer_twice() -> anyhow::Result<()> {
     fleet.restart_balancer().await?;
 
     let results = waiter.all().await?;
-    assert_all_succeeded_and_audit_clean(&fleet, &results, 600).await?;
+    fleet.assert_all_succeeded_once(&results, 600).await?;
     Ok(())
 }
 
 /// 3. A standby takes over within 5 s of the leader's death.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let mut fleet = Fleet::start(FleetConfig::quick_detection(3, 4)).await?;
     let (standby, standby_port) = fleet.start_balancer("standby")?;
     let health = |port: u16| async move {
         let body: Value = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
@@ -186,7 +151,7 @@ async fn standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
 
     let results = waiter.all().await?;
     fleet.http_port = standby_port;
-    assert_all_succeeded_and_audit_clean(&fleet, &results, 400).await?;
+    fleet.assert_all_succeeded_once(&results, 400).await?;
     drop(standby);
     Ok(())
 }
@@ -194,7 +159,7 @@ async fn standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
 /// 4. redis-server and then nats-server are killed and restarted mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_nats_restarts_mid_run() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start(chaos_config(3, 4)).await?;
+    let mut fleet = Fleet::start(FleetConfig::quick_detection(3, 4)).await?;
     let client = fleet.client().await?;
     let ids = client.submit_many(sleep_jobs(400, 10)).await?;
     let waiter = Waiter::start(client, ids, Duration::from_secs(150));
@@ -205,7 +170,7 @@ async fn redis_and_nats_restarts_mid_run() -> anyhow::Result<()> {
     fleet.restart_nats()?;
 
     let results = waiter.all().await?;
-    assert_all_succeeded_and_audit_clean(&fleet, &results, 400).await?;
+    fleet.assert_all_succeeded_once(&results, 400).await?;
     Ok(())
 }
 
@@ -214,7 +179,7 @@ async fn redis_and_nats_restarts_mid_run() -> anyhow::Result<()> {
 /// three errors, and an operator's retry gives it three more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_escalate_then_dead_letter() -> anyhow::Result<()> {
-    let fleet = Fleet::start(chaos_config(2, 2)).await?;
+    let fleet = Fleet::start(FleetConfig::quick_detection(2, 2)).await?;
     let client = fleet.client().await?;
     let flaky = client
         .submit(JobSpec::new("flaky", json!({"fail_attempts": 2})))
@@ -286,18 +251,13 @@ async fn retries_escalate_then_dead_letter() -> anyhow::Result<()> {
 /// comes from the agent that took the job over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_agent_late_completion_is_refused() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start(chaos_config(1, 1)).await?;
+    let mut fleet = Fleet::start(FleetConfig::quick_detection(1, 1)).await?;
     let spy = EventSpy::start(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
     let id = client
         .submit(JobSpec::new("sleep", json!({"ms": 500})))
         .await?;
-    wait_until(
-        Duration::from_secs(10),
-        "the job started on agent-0",
-        || async { Ok(spy.started().iter().any(|s| s.job_id == id)) },
-    )
-    .await?;
+    spy.wait_started(&id, Duration::from_secs(10)).await?;
     fleet.agents[0].signal("STOP")?;
     fleet.start_agent("agent-1", 1)?;
     wait_until(
@@ -362,7 +322,7 @@ async fn paused_agent_late_completion_is_refused() -> anyhow::Result<()> {
 /// agent and retried elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_job_is_cancelled_and_retried_elsewhere() -> anyhow::Result<()> {
-    let mut config = chaos_config(0, 1);
+    let mut config = FleetConfig::quick_detection(0, 1);
     config.agent_args = vec!["--fault-no-timeouts".into()];
     let mut fleet = Fleet::start(config).await?;
     fleet.start_agent("hangs", 1)?;
@@ -374,12 +334,7 @@ async fn hung_job_is_cancelled_and_retried_elsewhere() -> anyhow::Result<()> {
             ..JobSpec::new("flaky", json!({"hang_attempts": 1}))
         })
         .await?;
-    wait_until(
-        Duration::from_secs(10),
-        "the job started on the hanging agent",
-        || async { Ok(spy.started().iter().any(|s| s.job_id == id)) },
-    )
-    .await?;
+    spy.wait_started(&id, Duration::from_secs(10)).await?;
     fleet.config.agent_args.clear();
     fleet.start_agent("healthy", 1)?;
 
@@ -416,7 +371,7 @@ async fn hung_job_is_cancelled_and_retried_elsewhere() -> anyhow::Result<()> {
 /// to two accepted results.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_leader_is_deposed_and_its_writes_refused() -> anyhow::Result<()> {
-    let mut config = chaos_config(3, 4);
+    let mut config = FleetConfig::quick_detection(3, 4);
     config
         .balancer_args
         .extend(["--leader-ttl".to_string(), "1s".to_string()]);
@@ -446,7 +401,7 @@ async fn paused_leader_is_deposed_and_its_writes_refused() -> anyhow::Result<()>
 
     let results = waiter.all().await?;
     fleet.http_port = standby_port;
-    assert_all_succeeded_and_audit_clean(&fleet, &results, 400).await?;
+    fleet.assert_all_succeeded_once(&results, 400).await?;
     let log = fleet.balancer_log();
     assert!(log.contains("stepped down"), "the old leader stepped down");
     drop(standby);
@@ -457,17 +412,14 @@ async fn paused_leader_is_deposed_and_its_writes_refused() -> anyhow::Result<()>
 /// running one is stopped on its agent, and the fleet carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_queued_and_running_jobs() -> anyhow::Result<()> {
-    let fleet = Fleet::start(chaos_config(1, 1)).await?;
+    let fleet = Fleet::start(FleetConfig::quick_detection(1, 1)).await?;
     let spy = EventSpy::start(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
     let running = client
         .submit(JobSpec::new("sleep", json!({"ms": 30_000})))
         .await?;
     let queued = client.submit(JobSpec::new("echo", json!({}))).await?;
-    wait_until(Duration::from_secs(10), "the long job running", || async {
-        Ok(spy.started().iter().any(|s| s.job_id == running))
-    })
-    .await?;
+    spy.wait_started(&running, Duration::from_secs(10)).await?;
     assert_eq!(fleet.job(&queued).await?["state"], "queued");
 
     let http = reqwest::Client::new();
@@ -511,7 +463,7 @@ async fn cancel_queued_and_running_jobs() -> anyhow::Result<()> {
 /// elsewhere, and the lost attempt stays in its history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_lost_to_a_dead_agent_is_spared() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start(chaos_config(1, 1)).await?;
+    let mut fleet = Fleet::start(FleetConfig::quick_detection(1, 1)).await?;
     let spy = EventSpy::start(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
     let id = client
@@ -520,12 +472,7 @@ async fn an_attempt_lost_to_a_dead_agent_is_spared() -> anyhow::Result<()> {
             ..JobSpec::new("sleep", json!({"ms": 500}))
         })
         .await?;
-    wait_until(
-        Duration::from_secs(10),
-        "the job started on agent-0",
-        || async { Ok(spy.started().iter().any(|s| s.job_id == id)) },
-    )
-    .await?;
+    spy.wait_started(&id, Duration::from_secs(10)).await?;
     fleet.agents[0].kill9();
     fleet.start_agent("agent-1", 1)?;
     let r = client.wait(&id, Duration::from_secs(30)).await?;

@@ -47,19 +47,11 @@ async fn randomized_chaos() -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let config = FleetConfig {
-        heartbeat_interval: Duration::from_millis(300),
-        heartbeat_timeout: Duration::from_millis(1500),
-        balancer_args: vec![
-            "--sweep-interval".into(),
-            "200ms".into(),
-            "--accept-timeout".into(),
-            "1s".into(),
-        ],
         agent_args: match std::env::var("FLEET_CHAOS_REPORT_START_AFTER") {
             Ok(after) => vec!["--report-start-after".into(), after],
             Err(_) => Vec::new(),
         },
-        ..FleetConfig::with_agents(3, 4)
+        ..FleetConfig::quick_detection(3, 4)
     };
     let mut fleet = Fleet::start(config).await?;
     let mut standby: (Process, u16) = fleet.start_balancer("standby-0")?;

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use fleet_protocol::{JobSpec, JobState};
+use fleet_protocol::JobSpec;
 use fleet_tests::{metrics, wait_until, Fleet, FleetConfig};
 use serde_json::json;
 
@@ -25,24 +25,15 @@ const JOB_MS: u64 = 250;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churning_fleet_loses_no_job() -> anyhow::Result<()> {
     let began = Instant::now();
-    let mut fleet = Fleet::start(FleetConfig {
-        heartbeat_interval: Duration::from_millis(300),
-        heartbeat_timeout: Duration::from_millis(1500),
-        balancer_args: vec![
-            "--sweep-interval".into(),
-            "200ms".into(),
-            "--accept-timeout".into(),
-            "1s".into(),
-            // An attempt lands on an agent about to crash by chance, and
-            // the same job can be that unlucky more than the default three
-            // times in a row; this test is about never losing a job, not
-            // about the retry bound (chaos.rs tests that).
-            "--max-attempts".into(),
-            "10".into(),
-        ],
-        ..FleetConfig::default()
-    })
-    .await?;
+    let mut config = FleetConfig::quick_detection(0, 1);
+    // An attempt lands on an agent about to crash by chance, and the same
+    // job can be that unlucky more than the default three times in a row;
+    // this test is about never losing a job, not about the retry bound
+    // (chaos.rs tests that).
+    config
+        .balancer_args
+        .extend(["--max-attempts".into(), "10".into()]);
+    let mut fleet = Fleet::start(config).await?;
     let agents = AGENTS.to_string();
     fleet.start_agent_with(
         "sim",
@@ -71,17 +62,8 @@ async fn churning_fleet_loses_no_job() -> anyhow::Result<()> {
         .wait_many(&ids, Duration::from_secs(60), |_| {})
         .await?;
 
-    // None lost, each accepted exactly once.
-    assert_eq!(results.len(), JOBS);
-    for r in &results {
-        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
-        let accepted = r
-            .attempts
-            .iter()
-            .filter(|a| a.outcome == "succeeded")
-            .count();
-        assert_eq!(accepted, 1, "exactly one accepted result: {r:?}");
-    }
+    // None lost, each accepted exactly once, the audit clean.
+    fleet.assert_all_succeeded_once(&results, JOBS).await?;
 
     // New agents joined and did work.
     let agents_seen: BTreeSet<&str> = results

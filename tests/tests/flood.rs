@@ -136,15 +136,8 @@ async fn a_flood_of_bad_input_leaves_good_jobs_untouched() -> anyhow::Result<()>
         ..FleetConfig::default()
     })
     .await?;
-    let roles = fleet
-        .config
-        .nats_roles
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no roles"))?;
-    let url = fleet.nats.url();
-
     // Every rejection the balancer announces, by reason.
-    let watcher = roles.options(&url, &Role::Producer).connect().await?;
+    let watcher = fleet.connect_as(&Role::Producer).await?;
     let mut announced = watcher.subscribe(subjects::REJECTED).await?;
     watcher.flush().await?;
     let seen: Arc<Mutex<Vec<Rejection>>> = Arc::default();
@@ -159,16 +152,9 @@ async fn a_flood_of_bad_input_leaves_good_jobs_untouched() -> anyhow::Result<()>
         }
     });
 
-    let producer = roles.options(&url, &Role::Producer).connect().await?;
+    let producer = fleet.connect_as(&Role::Producer).await?;
     let producer_js = jetstream::new(producer);
-    let agent = roles
-        .options(&url, &Role::Agent("agent-cpu".into()))
-        .connect_options()
-        .await?
-        .custom_inbox_prefix(subjects::agent_inbox_prefix("agent-cpu"));
-    let agent = fleet_protocol::NatsOptions::new(&url)
-        .connect_with(agent)
-        .await?;
+    let agent = fleet.connect_as(&Role::Agent("agent-cpu".into())).await?;
     let agent_js = jetstream::new(agent);
 
     let submissions = tokio::spawn(async move {

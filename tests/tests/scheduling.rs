@@ -204,10 +204,7 @@ async fn drain_stops_new_work_and_affinity_returns_families_to_warm_agents() -> 
     let long = client
         .submit(JobSpec::new("sleep", json!({"ms": 1500})))
         .await?;
-    wait_until(Duration::from_secs(10), "the long job running", || async {
-        Ok(spy.started().iter().any(|s| s.job_id == long))
-    })
-    .await?;
+    spy.wait_started(&long, Duration::from_secs(10)).await?;
     let holder = agent_of(&fleet, &long).await?;
     assert_eq!(holder, "agent-0", "ties go to the lowest id");
     post(&fleet, "/api/agents/agent-0/drain").await?;

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::{jetstream, ConnectOptions};
 use fleet_protocol::{subjects, Completed, JobSpec, JobState, NatsOptions};
 use fleet_tests::metrics::{get, scrape};
 use fleet_tests::{wait_until, Fleet, FleetConfig, NatsRoles, Role};
@@ -21,29 +21,34 @@ struct Watched {
 }
 
 impl Watched {
-    async fn connect(options: &NatsOptions, inbox: Option<String>) -> anyhow::Result<Watched> {
+    /// Connects with `connect` (built from `options`), recording the
+    /// server's errors.
+    async fn new(options: &NatsOptions, connect: ConnectOptions) -> anyhow::Result<Watched> {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
-        let mut connect = options
-            .connect_options()
-            .await?
-            .event_callback(move |event| {
-                let sink = sink.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        sink.lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push(e.to_string());
-                    }
+        let connect = connect.event_callback(move |event| {
+            let sink = sink.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    sink.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(e.to_string());
                 }
-            });
-        if let Some(prefix) = inbox {
-            connect = connect.custom_inbox_prefix(prefix);
-        }
+            }
+        });
         Ok(Watched {
             nats: options.connect_with(connect).await?,
             errors,
         })
+    }
+
+    /// Connects to `fleet` as `role`.
+    async fn as_role(fleet: &Fleet, role: &Role) -> anyhow::Result<Watched> {
+        Watched::new(
+            &fleet.nats_options(role),
+            fleet.connect_options(role).await?,
+        )
+        .await
     }
 
     /// Waits until the server has refused `what` (`Publish`/`Subscription`)
@@ -128,20 +133,10 @@ async fn the_secured_fleet_runs_jobs_and_refuses_strangers() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_and_producers_stay_in_their_lanes() -> anyhow::Result<()> {
     let fleet = Fleet::start(secured(&["agent-gpu"])?).await?;
-    let roles = fleet
-        .config
-        .nats_roles
-        .clone()
-        .unwrap_or(NatsRoles::generate()?);
-    let url = fleet.nats.url();
 
     // agent-cpu's credentials cannot read agent-gpu's assignments or
     // control messages, nor publish events in its name.
-    let cpu = Watched::connect(
-        &roles.options(&url, &Role::Agent("agent-cpu".into())),
-        Some(subjects::agent_inbox_prefix("agent-cpu")),
-    )
-    .await?;
+    let cpu = Watched::as_role(&fleet, &Role::Agent("agent-cpu".into())).await?;
     let _sub = cpu.nats.subscribe(subjects::assign("agent-gpu")).await?;
     cpu.refused("subscription", &subjects::assign("agent-gpu"))
         .await?;
@@ -172,7 +167,7 @@ async fn agents_and_producers_stay_in_their_lanes() -> anyhow::Result<()> {
 
     // A producer submits and reads results, but cannot publish agent
     // events or assignments, read assignments, or delete a stream.
-    let producer = Watched::connect(&roles.options(&url, &Role::Producer), None).await?;
+    let producer = Watched::as_role(&fleet, &Role::Producer).await?;
     let event = subjects::event("completed", "agent-gpu");
     producer
         .nats
@@ -220,12 +215,6 @@ async fn agents_and_producers_stay_in_their_lanes() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_completion_is_refused_and_the_real_result_stands() -> anyhow::Result<()> {
     let fleet = Fleet::start(secured(&["agent-gpu"])?).await?;
-    let roles = fleet
-        .config
-        .nats_roles
-        .clone()
-        .unwrap_or(NatsRoles::generate()?);
-    let url = fleet.nats.url();
     let client = fleet.client().await?;
     let id = client
         .submit(JobSpec::new("sleep", json!({"ms": 3000})))
@@ -237,11 +226,7 @@ async fn a_forged_completion_is_refused_and_the_real_result_stands() -> anyhow::
 
     // agent-cpu, on its own subject (which the server allows), claims a
     // job leased to agent-gpu: the lease says otherwise.
-    let cpu = Watched::connect(
-        &roles.options(&url, &Role::Agent("agent-cpu".into())),
-        Some(subjects::agent_inbox_prefix("agent-cpu")),
-    )
-    .await?;
+    let cpu = Watched::as_role(&fleet, &Role::Agent("agent-cpu".into())).await?;
     let cpu_js = jetstream::new(cpu.nats.clone());
     cpu_js
         .publish(
@@ -260,11 +245,7 @@ async fn a_forged_completion_is_refused_and_the_real_result_stands() -> anyhow::
         .await?;
     // agent-gpu's own credentials (a replay, or a confused agent) with an
     // attempt its lease never issued.
-    let gpu = Watched::connect(
-        &roles.options(&url, &Role::Agent("agent-gpu".into())),
-        Some(subjects::agent_inbox_prefix("agent-gpu")),
-    )
-    .await?;
+    let gpu = Watched::as_role(&fleet, &Role::Agent("agent-gpu".into())).await?;
     jetstream::new(gpu.nats.clone())
         .publish(
             subjects::event("completed", "agent-gpu"),
@@ -325,7 +306,7 @@ async fn the_fleet_runs_over_tls_with_a_redis_acl_user() -> anyhow::Result<()> {
         .config
         .nats_roles
         .clone()
-        .unwrap_or(NatsRoles::generate()?);
+        .ok_or_else(|| anyhow::anyhow!("no NATS roles"))?;
     let pki = fleet.pki.clone().ok_or_else(|| anyhow::anyhow!("no PKI"))?;
     let url = fleet.nats.url();
     let producer = roles.options(&url, &Role::Producer);
@@ -543,7 +524,10 @@ async fn a_creds_file_authenticates_against_an_operator_mode_server() -> anyhow:
     let url = server.url();
 
     // The creds file gets in, with the user's permissions in force.
-    let watched = Watched::connect(&NatsOptions::new(&url).creds(&creds), None).await?;
+    let watched = {
+        let options = NatsOptions::new(&url).creds(&creds);
+        Watched::new(&options, options.connect_options().await?).await?
+    };
     watched.nats.publish(subjects::SUBMIT, "{}".into()).await?;
     watched
         .nats
