@@ -188,6 +188,11 @@ async fn round(
         }
         return Ok(0);
     }
+    // The round's snapshots share the directory's agents: let them go
+    // before the events and the leases below update those agents, so the
+    // directory changes them in place instead of copying each one.
+    drop(round);
+    drop(fleet);
 
     let placements: Vec<(&str, &Placement)> = plan
         .iter()
