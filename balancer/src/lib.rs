@@ -5,8 +5,9 @@
 //! The service is a handful of tasks that share a Redis [`store::Store`],
 //! an in-memory [`directory::Directory`] of agents, and a wake-up signal:
 //!
-//! - [`intake`] consumes `fleet.jobs.submit`, validates, enqueues a batch
-//!   per fetch with one Lua script, and acks only after Redis has the jobs.
+//! - [`intake`] consumes `fleet.jobs.submit`, validates, admits a batch
+//!   per fetch with one Lua script (leasing jobs at once while the queue
+//!   is empty, see [`backlog`]), and acks only after Redis has the jobs.
 //! - [`scheduler`] wakes on events (jobs queued, slots freed, agents
 //!   joining), reads the queue head, chooses agents ([`placement`]),
 //!   commits leases with one script, then publishes the assignments.
@@ -26,6 +27,7 @@
 pub mod admin_token;
 pub mod analysis;
 pub mod audit;
+pub mod backlog;
 pub mod config;
 pub mod control;
 pub mod dashboard;
@@ -139,9 +141,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wake.notify_one();
 
         let mut tasks = tokio::task::JoinSet::new();
+        // Jobs may wait in the queue from before: the scheduler's first
+        // round tells.
+        let backlog = Arc::new(backlog::Backlog::default());
         tasks.spawn(intake::run(
             js.clone(),
             store.clone(),
+            directory.clone(),
+            backlog.clone(),
             wake.clone(),
             config.clone(),
         ));
@@ -158,6 +165,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             nats.clone(),
             store.clone(),
             directory.clone(),
+            backlog,
             wake.clone(),
             config.clone(),
         ));

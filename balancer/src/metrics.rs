@@ -37,6 +37,13 @@ pub fn redis_call(op: &'static str, took: Duration) {
     metrics::histogram!("fleet_redis_call_seconds", "op" => op).record(took.as_secs_f64());
 }
 
+/// Records how long a submission waited between JetStream storing it and
+/// the intake taking it up (both clocks are this machine's when the
+/// server runs here; across machines, clock skew adds in).
+pub fn intake_lag(waited_us: u64) {
+    metrics::histogram!("fleet_intake_lag_seconds").record(waited_us as f64 / 1e6);
+}
+
 /// Records how long a JetStream publish waited for its ack.
 pub fn nats_ack(took: Duration) {
     metrics::histogram!("fleet_nats_publish_ack_seconds").record(took.as_secs_f64());

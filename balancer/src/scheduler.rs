@@ -17,6 +17,7 @@ use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch, Contro
 use tokio::sync::Notify;
 
 use crate::analysis::FamilyTable;
+use crate::backlog::Backlog;
 use crate::control;
 use crate::directory::Directory;
 use crate::placement::{Placement, Round};
@@ -40,6 +41,7 @@ pub async fn run(
     nats: async_nats::Client,
     store: Store,
     directory: Arc<Directory>,
+    backlog: Arc<Backlog>,
     wake: Arc<Notify>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
@@ -73,6 +75,7 @@ pub async fn run(
                 &nats,
                 &store,
                 &directory,
+                &backlog,
                 policy.as_mut(),
                 &families,
                 &config,
@@ -109,6 +112,7 @@ async fn round(
     nats: &async_nats::Client,
     store: &Store,
     directory: &Directory,
+    backlog: &Backlog,
     policy: &mut dyn Policy,
     families: &FamilyTable,
     config: &Config,
@@ -136,6 +140,9 @@ async fn round(
     loop {
         let page = store.peek(window, offset).await?;
         let read = page.len();
+        if offset == 0 && read == 0 {
+            backlog.mark_empty();
+        }
         round.set_gpu_demand(
             page.iter()
                 .any(|j| fleet_protocol::gpus_wanted(&j.kind, &j.requires) > 0),
@@ -198,29 +205,50 @@ async fn round(
         .iter()
         .map(|(job, p, _)| (job.id.as_str(), p))
         .collect();
-    let deadline = now + config.accept_timeout.as_millis() as u64;
-    let prefetch_deadline = deadline + config.heartbeat_timeout.as_millis() as u64;
     let outcomes = store
-        .assign(&placements, now, (deadline, prefetch_deadline))
+        .assign(&placements, now, lease_deadlines(config, now))
         .await?;
 
-    let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
+    let mut leased = Vec::with_capacity(plan.len());
     for ((job, placement, family), outcome) in plan.iter().zip(outcomes) {
-        let agent = placement.agent.as_str();
         match outcome {
-            Assigned::Leased(attempt) => {
-                directory.leased(agent, &job.id, &placement.gpus, family.as_deref(), now);
-                tracing::debug!(job_id = %job.id, agent_id = %agent, attempt, gpus = ?placement.gpus, "job assigned");
-                batches
-                    .entry(agent)
-                    .or_default()
-                    .push(job.assignment(attempt, placement));
-            }
+            Assigned::Leased(attempt) => leased.push((job, placement, family.as_deref(), attempt)),
             Assigned::Refused(reason) => {
-                tracing::debug!(job_id = %job.id, agent_id = %agent, %reason, "placement refused by Redis");
-                directory.correct(agent, &reason);
+                tracing::debug!(job_id = %job.id, agent_id = %placement.agent, %reason, "placement refused by Redis");
+                directory.correct(&placement.agent, &reason);
             }
         }
+    }
+    send_leases(nats, directory, leased, now).await
+}
+
+/// A new lease's deadlines: to be accepted by its agent, or, prefetched
+/// beyond the agent's slots, to be renewed by its heartbeats.
+pub(crate) fn lease_deadlines(config: &Config, now_ms: u64) -> (u64, u64) {
+    let deadline = now_ms + config.accept_timeout.as_millis() as u64;
+    (
+        deadline,
+        deadline + config.heartbeat_timeout.as_millis() as u64,
+    )
+}
+
+/// Records leases that Redis committed in the directory, then sends each
+/// agent its new assignments in one message; returns how many.
+pub(crate) async fn send_leases<'a>(
+    nats: &async_nats::Client,
+    directory: &Directory,
+    leased: impl IntoIterator<Item = (&'a QueuedJob, &'a Placement, Option<&'a str>, u32)>,
+    now_ms: u64,
+) -> anyhow::Result<usize> {
+    let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
+    for (job, placement, family, attempt) in leased {
+        let agent = placement.agent.as_str();
+        directory.leased(agent, &job.id, &placement.gpus, family, now_ms);
+        tracing::debug!(job_id = %job.id, agent_id = %agent, attempt, gpus = ?placement.gpus, "job assigned");
+        batches
+            .entry(agent)
+            .or_default()
+            .push(job.assignment(attempt, placement));
     }
     publish_assignments(nats, batches).await
 }
@@ -280,7 +308,7 @@ async fn steal(
             to: p,
         })
         .collect();
-    let deadline = now + config.accept_timeout.as_millis() as u64;
+    let (deadline, _) = lease_deadlines(config, now);
     let outcomes = store.steal(&moves, now, deadline).await?;
     let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
     for ((job, old_attempt, from, placement, family), outcome) in plan.iter().zip(outcomes) {

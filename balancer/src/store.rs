@@ -47,6 +47,8 @@ impl StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
     Queued,
+    /// Leased at once, as attempt 1, to the agent the intake chose.
+    Leased,
     /// The id was seen before; nothing changed.
     Duplicate,
 }
@@ -68,6 +70,20 @@ pub struct QueuedJob {
 }
 
 impl QueuedJob {
+    /// A job just submitted, as the intake places it before it reaches
+    /// the queue.
+    pub fn submitted(job: &ValidJob) -> QueuedJob {
+        QueuedJob {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            args: job.args.to_string(),
+            rank: job.priority.rank(),
+            timeout_ms: job.timeout_given.then_some(job.timeout.as_millis() as u64),
+            requires: job.requires.clone(),
+            last_agent: None,
+        }
+    }
+
     /// A job from the first six fields the scripts return for it: id,
     /// kind, args, rank, timeout_ms, requires.
     fn from_fields(f: &[String], last_agent: Option<String>) -> QueuedJob {
@@ -424,9 +440,27 @@ impl Store {
         jobs: &[ValidJob],
         now_ms: u64,
     ) -> StoreResult<(Vec<Enqueued>, u64)> {
+        self.admit(jobs, &[], now_ms, (0, 0)).await
+    }
+
+    /// Admits new jobs: a job with a placement (`placements[i]` for
+    /// `jobs[i]`; missing ones count as none) is leased at once as attempt
+    /// 1 while the queue is empty and the agent can take it, with the
+    /// lease or prefetch deadline as [`Store::assign`] gives them; every
+    /// other new job is queued. Also returns the queue depth after.
+    pub async fn admit(
+        &self,
+        jobs: &[ValidJob],
+        placements: &[Option<Placement>],
+        now_ms: u64,
+        (lease_deadline_ms, prefetch_deadline_ms): (u64, u64),
+    ) -> StoreResult<(Vec<Enqueued>, u64)> {
         let mut call = self.fenced(&self.scripts.enqueue);
-        call.arg(now_ms);
-        for job in jobs {
+        call.arg(now_ms)
+            .arg(lease_deadline_ms)
+            .arg(prefetch_deadline_ms)
+            .arg(fleet_protocol::time::now_us());
+        for (i, job) in jobs.iter().enumerate() {
             call.arg(&job.id)
                 .arg(&job.kind)
                 .arg(job.args.to_string())
@@ -438,6 +472,10 @@ impl Store {
                 })
                 .arg(job.max_attempts)
                 .arg(serde_json::to_string(&job.requires).unwrap_or_else(|_| "{}".into()));
+            match placements.get(i).and_then(Option::as_ref) {
+                Some(p) => call.arg(&p.agent).arg(gpu_list(&p.gpus)).arg(p.timeout_ms),
+                None => call.arg("").arg("").arg(""),
+            };
         }
         let began = std::time::Instant::now();
         let mut reply: Vec<String> = call
@@ -452,14 +490,16 @@ impl Store {
         if reply.len() != jobs.len() {
             return Err(reply_error("enqueue", "one status per job expected"));
         }
-        let outcomes = reply
+        reply
             .iter()
             .map(|s| match s.as_str() {
-                "duplicate" => Enqueued::Duplicate,
-                _ => Enqueued::Queued,
+                "queued" => Ok(Enqueued::Queued),
+                "leased" => Ok(Enqueued::Leased),
+                "duplicate" => Ok(Enqueued::Duplicate),
+                other => Err(reply_error("enqueue", &format!("unknown status {other:?}"))),
             })
-            .collect();
-        Ok((outcomes, depth))
+            .collect::<StoreResult<Vec<_>>>()
+            .map(|outcomes| (outcomes, depth))
     }
 
     /// `limit` queued jobs from `offset` on, in priority then arrival order.
@@ -498,10 +538,9 @@ impl Store {
             .arg(prefetch_deadline_ms)
             .arg(fleet_protocol::time::now_us());
         for (job, p) in placements {
-            let gpus: Vec<String> = p.gpus.iter().map(u32::to_string).collect();
             call.arg(*job)
                 .arg(&p.agent)
-                .arg(gpus.join(","))
+                .arg(gpu_list(&p.gpus))
                 .arg(p.timeout_ms);
         }
         let began = std::time::Instant::now();
@@ -702,12 +741,11 @@ impl Store {
         let mut call = self.fenced(&self.scripts.steal);
         call.arg(now_ms).arg(lease_deadline_ms);
         for m in moves {
-            let gpus: Vec<String> = m.to.gpus.iter().map(u32::to_string).collect();
             call.arg(m.job)
                 .arg(m.from)
                 .arg(m.attempt)
                 .arg(&m.to.agent)
-                .arg(gpus.join(","))
+                .arg(gpu_list(&m.to.gpus))
                 .arg(m.to.timeout_ms);
         }
         let reply: Vec<String> = call
@@ -811,6 +849,14 @@ fn parse_perf(row: &HashMap<String, String>) -> HashMap<String, Perf> {
         }
     }
     out
+}
+
+/// Device indices as the scripts take them: "0,2", or "" for none.
+fn gpu_list(gpus: &[u32]) -> String {
+    gpus.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn reply_error(script: &'static str, detail: &str) -> StoreError {

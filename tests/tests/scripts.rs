@@ -1,11 +1,16 @@
-//! The Lua scripts' fencing, called directly on a real redis-server: a
-//! balancer without the current leadership token cannot change anything.
+//! The Lua scripts, called directly on a real redis-server: their
+//! fencing (a balancer without the current leadership token cannot change
+//! anything) and admission (a new job leased at once to the agent the
+//! intake chose, only while nothing waits and the agent can take it).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use fleet_balancer::store::{Lead, Store, StoreError};
+use fleet_balancer::placement::Placement;
+use fleet_balancer::store::{Assigned, Enqueued, EventArgs, Expired, Lead, Store, StoreError};
 use fleet_protocol::{JobSpec, Keys};
 use fleet_tests::RedisServer;
+use redis::AsyncCommands;
 use serde_json::json;
 
 fn job(id: &str) -> anyhow::Result<fleet_protocol::ValidJob> {
@@ -72,5 +77,486 @@ async fn only_the_current_leader_can_write() -> anyhow::Result<()> {
         Lead::Follower(String::new())
     );
     assert!(matches!(store.lead("", "b", ttl).await?, Lead::Leader(t) if t != second));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// Admission: a new job leased at once to the agent the intake chose
+// ---------------------------------------------------------------------
+
+/// The virtual clock of the admission tests, and the deadlines the
+/// balancer would give a lease (accept timeout) and a prefetched one.
+const NOW: u64 = 1_000_000;
+const LEASE_DEADLINE: u64 = NOW + 5_000;
+const PREFETCH_DEADLINE: u64 = NOW + 20_000;
+const LEASE_TIMEOUT_MS: u64 = 10_000;
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+const CAPS: &str = r#"{"cpus":1,"memory_mb":1,"gpus":[],"kinds":["echo"],"tags":[]}"#;
+
+/// A store that leads on a key prefix of its own in `redis`, so each
+/// scenario starts from an empty queue.
+async fn leader_on(redis: &RedisServer, name: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(&redis.url(), Keys::new(format!("fleet:{{{name}}}"))).await?;
+    let Lead::Leader(token) = store.lead("", name, Duration::from_secs(600)).await? else {
+        anyhow::bail!("a fresh prefix must have no leader");
+    };
+    Ok(store.with_token(&token))
+}
+
+/// Registers `agent` (incarnation 1) as the event consumer does.
+async fn register(store: &Store, agent: &str, slots: u32, prefetch: u32) -> anyhow::Result<()> {
+    let mut args = EventArgs::default();
+    args.push(
+        "register",
+        vec![
+            agent.into(),
+            "inc-1".into(),
+            slots.to_string(),
+            prefetch.to_string(),
+            CAPS.into(),
+        ],
+    );
+    let replies = store
+        .apply_events(&args, NOW, 1.5, HEARTBEAT_TIMEOUT)
+        .await?;
+    anyhow::ensure!(replies[0][0] == "ok", "register {agent}: {replies:?}");
+    Ok(())
+}
+
+/// One agent event (`started`, `completed`, …); returns its reply.
+async fn event(
+    store: &Store,
+    kind: &str,
+    fields: &[&str],
+    now: u64,
+) -> anyhow::Result<Vec<String>> {
+    let mut args = EventArgs::default();
+    args.push(kind, fields.iter().map(|f| f.to_string()).collect());
+    let mut replies = store
+        .apply_events(&args, now, 1.5, HEARTBEAT_TIMEOUT)
+        .await?;
+    replies.pop().ok_or_else(|| anyhow::anyhow!("no reply"))
+}
+
+fn placement(agent: &str, gpus: &[u32]) -> Placement {
+    Placement {
+        agent: agent.into(),
+        gpus: gpus.to_vec(),
+        timeout_ms: LEASE_TIMEOUT_MS,
+    }
+}
+
+/// Admits one job, placed or not, at `NOW`; returns what became of it.
+async fn admit(store: &Store, id: &str, to: Option<Placement>) -> anyhow::Result<Enqueued> {
+    let (outcomes, _) = store
+        .admit(&[job(id)?], &[to], NOW, (LEASE_DEADLINE, PREFETCH_DEADLINE))
+        .await?;
+    match outcomes.as_slice() {
+        [outcome] => Ok(*outcome),
+        _ => anyhow::bail!("one outcome expected: {outcomes:?}"),
+    }
+}
+
+/// Where a job is: its hash and its place in each index.
+#[derive(Debug, PartialEq)]
+struct Whereabouts {
+    hash: HashMap<String, String>,
+    /// Score in the queue.
+    queued: Option<f64>,
+    /// Deadline in the lease index.
+    lease: Option<f64>,
+    /// The agents whose job sets hold it.
+    held_by: Vec<String>,
+}
+
+impl Whereabouts {
+    fn field(&self, f: &str) -> &str {
+        self.hash.get(f).map_or("", String::as_str)
+    }
+
+    /// Queued as a new job: waiting in the queue, with no lease anywhere.
+    fn assert_queued_untouched(&self, id: &str) {
+        assert_eq!(self.field("state"), "queued", "{id}: {self:?}");
+        assert_eq!(self.field("attempt"), "0", "{id}: {self:?}");
+        assert_eq!(self.field("agent"), "", "{id}: {self:?}");
+        assert!(self.queued.is_some(), "{id} not in the queue: {self:?}");
+        assert_eq!(self.lease, None, "{id}: {self:?}");
+        assert!(self.held_by.is_empty(), "{id}: {self:?}");
+    }
+}
+
+async fn whereabouts(store: &Store, id: &str, agents: &[&str]) -> anyhow::Result<Whereabouts> {
+    let keys = store.keys();
+    let mut pipe = redis::pipe();
+    pipe.hgetall(keys.job(id))
+        .zscore(keys.queue(), id)
+        .zscore(keys.leases(), id);
+    for agent in agents {
+        pipe.sismember(keys.agent_jobs(agent), id);
+    }
+    let (hash, queued, lease, rest): (_, _, _, Vec<bool>) = {
+        let values: Vec<redis::Value> = pipe.query_async(&mut store.conn()).await?;
+        let mut it = values.into_iter();
+        let mut next = || it.next().ok_or_else(|| anyhow::anyhow!("short reply"));
+        let hash: HashMap<String, String> = redis::from_redis_value(next()?)?;
+        let queued: Option<f64> = redis::from_redis_value(next()?)?;
+        let lease: Option<f64> = redis::from_redis_value(next()?)?;
+        let mut rest = Vec::new();
+        for _ in agents {
+            rest.push(redis::from_redis_value(next()?)?);
+        }
+        (hash, queued, lease, rest)
+    };
+    Ok(Whereabouts {
+        hash,
+        queued,
+        lease,
+        held_by: agents
+            .iter()
+            .zip(rest)
+            .filter(|(_, held)| *held)
+            .map(|(a, _)| a.to_string())
+            .collect(),
+    })
+}
+
+async fn counter(store: &Store, field: &str) -> anyhow::Result<i64> {
+    Ok(store
+        .counters()
+        .await?
+        .counters
+        .get(field)
+        .copied()
+        .unwrap_or(0))
+}
+
+#[tokio::test]
+async fn a_placed_job_is_leased_at_admission_while_the_queue_is_empty() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "leased").await?;
+    register(&store, "a", 2, 0).await?;
+
+    assert_eq!(
+        admit(&store, "j1", Some(placement("a", &[1]))).await?,
+        Enqueued::Leased
+    );
+    let w = whereabouts(&store, "j1", &["a"]).await?;
+    assert_eq!(w.field("state"), "assigned", "{w:?}");
+    assert_eq!(w.field("attempt"), "1", "{w:?}");
+    assert_eq!(w.field("agent"), "a", "{w:?}");
+    assert_eq!(w.field("gpus"), "1", "{w:?}");
+    assert_eq!(w.field("lease_timeout_ms"), LEASE_TIMEOUT_MS.to_string());
+    assert_eq!(w.field("assigned_at"), NOW.to_string());
+    assert_eq!(w.field("submitted_at"), NOW.to_string());
+    assert_eq!(w.field("history"), "[]");
+    assert_eq!(w.queued, None, "a leased job is not queued");
+    // Within the agent's slots: the ordinary lease deadline.
+    assert_eq!(w.lease, Some(LEASE_DEADLINE as f64));
+    assert_eq!(w.held_by, vec!["a".to_string()]);
+    let gpu: Option<String> = store.conn().hget(store.keys().agent_gpus("a"), "1").await?;
+    assert_eq!(gpu.as_deref(), Some("j1"), "the GPU is held for the job");
+
+    // The second of two slots: still an ordinary lease.
+    assert_eq!(
+        admit(&store, "j2", Some(placement("a", &[]))).await?,
+        Enqueued::Leased
+    );
+    let w = whereabouts(&store, "j2", &["a"]).await?;
+    assert_eq!(w.lease, Some(LEASE_DEADLINE as f64));
+
+    let counters = store.counters().await?;
+    assert_eq!((counters.queued, counters.leased), (0, 2));
+    for (field, n) in [("submitted", 2), ("assigned", 2), ("leased_at_intake", 2)] {
+        assert_eq!(counter(&store, field).await?, n, "counter {field}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lease_beyond_the_slots_at_admission_gets_the_prefetch_deadline() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "prefetch").await?;
+    register(&store, "a", 1, 1).await?;
+
+    // One batch: the first fills the slot, the second is prefetched.
+    let (outcomes, depth) = store
+        .admit(
+            &[job("j1")?, job("j2")?],
+            &[Some(placement("a", &[])), Some(placement("a", &[]))],
+            NOW,
+            (LEASE_DEADLINE, PREFETCH_DEADLINE),
+        )
+        .await?;
+    assert_eq!(outcomes, vec![Enqueued::Leased, Enqueued::Leased]);
+    assert_eq!(depth, 0);
+    let first = whereabouts(&store, "j1", &["a"]).await?;
+    let second = whereabouts(&store, "j2", &["a"]).await?;
+    assert_eq!(first.lease, Some(LEASE_DEADLINE as f64));
+    assert_eq!(second.lease, Some(PREFETCH_DEADLINE as f64));
+    assert_eq!(second.field("state"), "assigned");
+    assert_eq!(second.field("attempt"), "1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_placed_job_never_overtakes_a_waiting_one() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "overtake").await?;
+    register(&store, "a", 4, 0).await?;
+
+    // A job waits (the intake had no agent for it) ...
+    assert_eq!(admit(&store, "waiting", None).await?, Enqueued::Queued);
+    // ... so a new one is queued behind it, though its agent is free.
+    assert_eq!(
+        admit(&store, "newcomer", Some(placement("a", &[]))).await?,
+        Enqueued::Queued
+    );
+    whereabouts(&store, "newcomer", &["a"])
+        .await?
+        .assert_queued_untouched("newcomer");
+    let order: Vec<String> = store.peek(10, 0).await?.into_iter().map(|j| j.id).collect();
+    assert_eq!(order, vec!["waiting".to_string(), "newcomer".to_string()]);
+    let counters = store.counters().await?;
+    assert_eq!((counters.queued, counters.leased), (2, 0));
+    assert_eq!(counter(&store, "leased_at_intake").await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_placement_the_agent_cannot_take_queues_the_job() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+
+    // Each scenario on a prefix of its own, so its queue starts empty:
+    // a refusal must be the agent's, never the backlog's.
+    let unknown = leader_on(&redis, "unknown").await?;
+    register(&unknown, "a", 2, 0).await?;
+
+    let draining = leader_on(&redis, "draining").await?;
+    register(&draining, "a", 2, 0).await?;
+    assert!(draining.drain("a", true).await?);
+
+    // Slots 1 + prefetch 1, both taken at admission.
+    let full = leader_on(&redis, "full").await?;
+    register(&full, "a", 1, 1).await?;
+    for id in ["held1", "held2"] {
+        assert_eq!(
+            admit(&full, id, Some(placement("a", &[]))).await?,
+            Enqueued::Leased
+        );
+    }
+
+    // GPU 0 held by an earlier job; a slot is still free.
+    let gpu = leader_on(&redis, "gpu").await?;
+    register(&gpu, "a", 3, 0).await?;
+    assert_eq!(
+        admit(&gpu, "held", Some(placement("a", &[0]))).await?,
+        Enqueued::Leased
+    );
+
+    for (store, to, why) in [
+        (&unknown, placement("ghost", &[]), "unknown agent"),
+        (&draining, placement("a", &[]), "draining agent"),
+        (&full, placement("a", &[]), "full agent"),
+        (&gpu, placement("a", &[1, 0]), "busy GPU"),
+    ] {
+        assert_eq!(
+            store.queue_depth().await?,
+            0,
+            "{why}: the queue starts empty"
+        );
+        let leases_before = store.counters().await?.leased;
+        let outcome = admit(store, "new", Some(to)).await?;
+        assert_eq!(outcome, Enqueued::Queued, "{why}");
+        whereabouts(store, "new", &["a", "ghost"])
+            .await?
+            .assert_queued_untouched(why);
+        let counters = store.counters().await?;
+        assert_eq!(counters.leased, leases_before, "{why}: no lease taken");
+        assert_eq!(counters.queued, 1, "{why}");
+        // Not lost: the scheduler sees it.
+        let queued: Vec<String> = store.peek(10, 0).await?.into_iter().map(|j| j.id).collect();
+        assert_eq!(queued, vec!["new".to_string()], "{why}");
+        let ghost: i64 = store
+            .conn()
+            .exists(store.keys().agent_jobs("ghost"))
+            .await?;
+        assert_eq!(ghost, 0, "{why}: nothing leased to an unknown agent");
+    }
+    // The GPU the refused job asked for but did not get stays free.
+    let gpu1: Option<String> = gpu.conn().hget(gpu.keys().agent_gpus("a"), "1").await?;
+    assert_eq!(gpu1, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_admitted_with_a_placement_leaves_the_first_job_untouched() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "duplicate").await?;
+    register(&store, "a", 2, 0).await?;
+    register(&store, "b", 2, 0).await?;
+
+    // The same id twice in one batch: the first is leased, the second is
+    // a duplicate and does not move it.
+    let (outcomes, _) = store
+        .admit(
+            &[job("j1")?, job("j1")?],
+            &[Some(placement("a", &[0])), Some(placement("b", &[0]))],
+            NOW,
+            (LEASE_DEADLINE, PREFETCH_DEADLINE),
+        )
+        .await?;
+    assert_eq!(outcomes, vec![Enqueued::Leased, Enqueued::Duplicate]);
+    let first = whereabouts(&store, "j1", &["a", "b"]).await?;
+    assert_eq!(first.field("agent"), "a");
+    assert_eq!(first.held_by, vec!["a".to_string()]);
+
+    // Redelivered later (the intake crashed before its ack), placed
+    // elsewhere: nothing changes, not even the clock fields.
+    let later = store
+        .admit(
+            &[job("j1")?],
+            &[Some(placement("b", &[1]))],
+            NOW + 1_000,
+            (LEASE_DEADLINE + 1_000, PREFETCH_DEADLINE + 1_000),
+        )
+        .await?;
+    assert_eq!(later, (vec![Enqueued::Duplicate], 0));
+    assert_eq!(whereabouts(&store, "j1", &["a", "b"]).await?, first);
+    let b_gpus: HashMap<String, String> =
+        store.conn().hgetall(store.keys().agent_gpus("b")).await?;
+    assert!(b_gpus.is_empty(), "b holds {b_gpus:?}");
+
+    // Once it succeeded, a redelivery does not revive it either.
+    let done = event(&store, "completed", &["a", "j1", "1", "{}", "5"], NOW).await?;
+    assert_eq!(done[0], "accepted");
+    let finished = whereabouts(&store, "j1", &["a", "b"]).await?;
+    assert_eq!(
+        admit(&store, "j1", Some(placement("b", &[]))).await?,
+        Enqueued::Duplicate
+    );
+    assert_eq!(whereabouts(&store, "j1", &["a", "b"]).await?, finished);
+    assert_eq!(finished.field("state"), "succeeded");
+    assert_eq!(counter(&store, "submitted").await?, 1);
+    assert_eq!(counter(&store, "duplicates").await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "complete").await?;
+    register(&store, "a", 1, 0).await?;
+    assert_eq!(
+        admit(&store, "j1", Some(placement("a", &[0]))).await?,
+        Enqueued::Leased
+    );
+
+    assert_eq!(
+        event(&store, "started", &["a", "j1", "1"], NOW + 10).await?,
+        ["ok"]
+    );
+    let running = whereabouts(&store, "j1", &["a"]).await?;
+    assert_eq!(running.field("state"), "running");
+    // The lease now lasts for its own timeout times the buffer.
+    assert_eq!(
+        running.lease,
+        Some((NOW + 10 + LEASE_TIMEOUT_MS * 3 / 2) as f64)
+    );
+
+    let reply = event(
+        &store,
+        "completed",
+        &["a", "j1", "1", r#"{"ok":true}"#, "7"],
+        NOW + 20,
+    )
+    .await?;
+    assert_eq!(reply[0], "accepted", "{reply:?}");
+    let done = whereabouts(&store, "j1", &["a"]).await?;
+    assert_eq!(done.field("state"), "succeeded");
+    assert_eq!(done.field("done_by"), "a/1");
+    assert_eq!(done.field("result"), r#"{"ok":true}"#);
+    assert_eq!((done.queued, done.lease), (None, None));
+    assert!(done.held_by.is_empty());
+    let gpus: HashMap<String, String> = store.conn().hgetall(store.keys().agent_gpus("a")).await?;
+    assert!(gpus.is_empty(), "the GPU is freed: {gpus:?}");
+    assert_eq!(counter(&store, "succeeded").await?, 1);
+
+    // The freed slot takes the next job at admission.
+    assert_eq!(
+        admit(&store, "j2", Some(placement("a", &[0]))).await?,
+        Enqueued::Leased
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "expire").await?;
+    register(&store, "a", 1, 0).await?;
+    register(&store, "b", 1, 0).await?;
+    assert_eq!(
+        admit(&store, "j1", Some(placement("a", &[0]))).await?,
+        Enqueued::Leased
+    );
+
+    // Not due yet.
+    let swept = store
+        .expire(
+            LEASE_DEADLINE - 1,
+            HEARTBEAT_TIMEOUT,
+            100,
+            (false, true),
+            HEARTBEAT_TIMEOUT,
+        )
+        .await?;
+    assert!(swept.is_empty(), "{swept:?}");
+    // The agent never confirmed the start: back to the queue.
+    let swept = store
+        .expire(
+            LEASE_DEADLINE,
+            HEARTBEAT_TIMEOUT,
+            100,
+            (false, true),
+            HEARTBEAT_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(
+        swept,
+        vec![Expired::Requeued {
+            job_id: "j1".into(),
+            agent_id: "a".into()
+        }]
+    );
+    let w = whereabouts(&store, "j1", &["a", "b"]).await?;
+    assert_eq!(w.field("state"), "queued");
+    assert_eq!(w.field("attempt"), "1");
+    assert_eq!(w.field("last_agent"), "a");
+    assert!(w.queued.is_some() && w.lease.is_none() && w.held_by.is_empty());
+    let history: serde_json::Value = serde_json::from_str(w.field("history"))?;
+    assert_eq!(history[0]["attempt"], 1);
+    assert_eq!(history[0]["outcome"], "failed");
+
+    // The scheduler leases it again, as attempt 2.
+    let to = placement("b", &[0]);
+    let assigned = store
+        .assign(
+            &[("j1", &to)],
+            LEASE_DEADLINE,
+            (LEASE_DEADLINE + 5_000, LEASE_DEADLINE + 20_000),
+        )
+        .await?;
+    assert_eq!(assigned, vec![Assigned::Leased(2)]);
+    // The first attempt, if it now reports, is refused as stale.
+    let late = event(&store, "started", &["a", "j1", "1"], LEASE_DEADLINE + 1).await?;
+    assert_eq!(late, ["stale", "not_lease_holder"]);
     Ok(())
 }

@@ -346,3 +346,52 @@ async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<(
     assert_eq!(audit["ok"], true, "{audit}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_jobs_skip_the_queue_only_while_nothing_waits_in_it() -> anyhow::Result<()> {
+    // No agent yet: whatever arrives waits in the queue.
+    let mut fleet = Fleet::start(FleetConfig::with_agents(0, 4)).await?;
+    let client = fleet.client().await?;
+    let early = client
+        .submit_many(vec![JobSpec::new("echo", json!({})); 5])
+        .await?;
+    wait_until(Duration::from_secs(20), "5 jobs queued", || async {
+        Ok(fleet.stats().await?["queued_jobs"] == 5)
+    })
+    .await?;
+    assert_eq!(leased_at_intake(&fleet).await?, 0.0);
+
+    // An agent joins: the scheduler drains the queue.
+    fleet.start_agent("agent-0", 4)?;
+    let results = client
+        .wait_many(&early, Duration::from_secs(30), |_| {})
+        .await?;
+    assert!(results.iter().all(|r| r.state == JobState::Succeeded));
+    assert_eq!(
+        leased_at_intake(&fleet).await?,
+        0.0,
+        "queued jobs came through the queue"
+    );
+
+    // The queue is empty now: each new job is leased by the call that
+    // admits it, and still runs exactly once.
+    for _ in 0..10 {
+        let id = client.submit(JobSpec::new("echo", json!({}))).await?;
+        let result = client.wait(&id, Duration::from_secs(10)).await?;
+        assert_eq!(result.state, JobState::Succeeded);
+    }
+    assert_eq!(leased_at_intake(&fleet).await?, 10.0);
+    let stats = fleet.stats().await?;
+    assert_eq!(stats["total_jobs_submitted"], 15, "{stats}");
+    assert_eq!(stats["total_jobs_assigned"], 15, "{stats}");
+    let audit = fleet.audit().await?;
+    assert_eq!(audit["ok"], true, "{audit}");
+    Ok(())
+}
+
+/// Jobs the intake leased in the call that admitted them.
+async fn leased_at_intake(fleet: &Fleet) -> anyhow::Result<f64> {
+    let samples = fleet_tests::metrics::scrape(fleet).await?;
+    let n = fleet_tests::metrics::get(&samples, "fleet_jobs_total{event=\"leased_at_intake\"}");
+    Ok(if n.is_nan() { 0.0 } else { n })
+}

@@ -1,7 +1,8 @@
 //! A state-machine property test of the balancer's Lua scripts, called
 //! through `fleet_balancer::store::Store` on a real redis-server, the way
-//! the balancer calls them: enqueue (intake), assign and steal (the
-//! scheduler), the batched `events.lua` (register, heartbeat, started,
+//! the balancer calls them: enqueue and admit (the intake: a new job
+//! queued, or leased at once to the agent the intake chose while nothing
+//! waits), assign and steal (the scheduler), the batched `events.lua` (register, heartbeat, started,
 //! completed, failed: the event consumer), expire (the sweeper), cancel,
 //! retry, park, unpark and drain (the operator and the scheduler).
 //!
@@ -61,6 +62,9 @@ const START_MS: u64 = 1_000_000;
 
 const CASES: u32 = 128;
 const MAX_OPS: usize = 40;
+/// Job ids that only admissions use (`n0` …): never enqueued at setup,
+/// so an admission can find them new.
+const ADMITTED: usize = 4;
 
 // ---------------------------------------------------------------------
 // Operations, as generated (indices, resolved against the state when run)
@@ -124,10 +128,18 @@ enum Ev {
     },
 }
 
+/// The agent (index) and GPU the intake chose for a new job, if any.
+type Chosen = Option<(usize, Option<u32>)>;
+
 #[derive(Debug, Clone)]
 enum Op {
     /// (job, priority rank, max_attempts); one batch, duplicates allowed.
     Enqueue(Vec<(usize, u8, u32)>),
+    /// The intake's admission: (job, priority rank, max_attempts, the
+    /// agent and GPU it chose, if any); one batch. Job indices past the
+    /// case's jobs are fresh ids ([`admitted_job_id`]); the agent index one
+    /// past the fleet never registered.
+    Admit(Vec<(usize, u8, u32, Chosen)>),
     /// (job, agent, GPU index); one batch, as the scheduler commits it.
     Assign(Vec<(usize, usize, Option<u32>)>),
     /// What the scheduler does: every queued job, each to the next agent
@@ -146,7 +158,9 @@ enum Op {
         limit: usize,
     },
     Cancel(Pick),
+    /// Job i, as [`any_job_id`] names it (admitted jobs too).
     Retry(usize),
+    /// Job i, as [`any_job_id`] names it.
     Park(usize),
     Unpark,
     Drain(usize, bool),
@@ -221,6 +235,22 @@ fn op(jobs: usize, agents: usize) -> impl Strategy<Value = Op> {
     let gpu = proptest::option::weighted(0.2, 0..2u32);
     prop_oneof![
         3 => vec((0..jobs, 0..4u8, 1..=3u32), 1..4).prop_map(Op::Enqueue),
+        3 => vec(
+            (
+                // Mostly new ids; sometimes one seen before.
+                prop_oneof![1 => 0..jobs, 4 => jobs..jobs + ADMITTED],
+                0..4u8,
+                1..=3u32,
+                // Mostly placed, on any agent (busy, draining, dead or
+                // unknown too), often on a GPU another job may hold.
+                proptest::option::weighted(
+                    0.85,
+                    (0..=agents, proptest::option::weighted(0.5, 0..2u32))
+                ),
+            ),
+            1..4
+        )
+        .prop_map(Op::Admit),
         2 => (0..agents, 0..3usize)
             .prop_map(|(agent, incarnation)| Op::Events(vec![Ev::Register { agent, incarnation }])),
         3 => vec((job.clone(), 0..=agents, gpu.clone()), 1..4).prop_map(Op::Assign),
@@ -240,8 +270,8 @@ fn op(jobs: usize, agents: usize) -> impl Strategy<Value = Op> {
         2 => (any::<bool>(), any::<bool>(), prop_oneof![Just(1usize), Just(2), Just(1000)])
             .prop_map(|(agents, leases, limit)| Op::Expire { agents, leases, limit }),
         1 => pick(jobs).prop_map(Op::Cancel),
-        1 => job.clone().prop_map(Op::Retry),
-        1 => job.clone().prop_map(Op::Park),
+        1 => (0..=jobs + ADMITTED).prop_map(Op::Retry),
+        1 => (0..=jobs + ADMITTED).prop_map(Op::Park),
         1 => Just(Op::Unpark),
         1 => (0..=agents, any::<bool>()).prop_map(|(a, d)| Op::Drain(a, d)),
         2 => (pick(jobs), 0..=agents, any::<bool>(), gpu)
@@ -271,6 +301,26 @@ fn case() -> impl Strategy<Value = Case> {
 /// Job `i`; the index one past the case's jobs is never enqueued.
 fn job_id(i: usize) -> String {
     format!("j{i}")
+}
+
+/// Admission's job `i`: one of the case's `jobs` (a duplicate) below
+/// that, else a fresh id.
+fn admitted_job_id(jobs: usize, i: usize) -> String {
+    if i < jobs {
+        job_id(i)
+    } else {
+        format!("n{}", i - jobs)
+    }
+}
+
+/// Job `i` of all a case may hold: its `jobs`, the one never enqueued,
+/// then the ids only admissions use.
+fn any_job_id(jobs: usize, i: usize) -> String {
+    if i <= jobs {
+        job_id(i)
+    } else {
+        admitted_job_id(jobs, i - 1)
+    }
 }
 
 /// Agent `i`; one past the fleet never registers.
@@ -515,6 +565,51 @@ impl State {
         "queued"
     }
 
+    /// enqueue.lua: a new job is leased as attempt 1 to the agent it was
+    /// placed on only if the queue held nothing when the call began
+    /// (`backlog` false) and the agent can take it; else it is queued.
+    /// Returns the status and, for a queued placed job, why it was not
+    /// leased.
+    fn admit(
+        &mut self,
+        id: &str,
+        (rank, max_attempts): (u8, u32),
+        to: Option<(&str, &str)>,
+        backlog: bool,
+        now: u64,
+    ) -> Result<(&'static str, Option<&'static str>), TestCaseError> {
+        if self.jobs.contains_key(id) {
+            return Ok(("duplicate", None));
+        }
+        let refusal = match to {
+            None => None,
+            Some(_) if backlog => Some("backlog"),
+            Some((agent, gpus)) => lease_refusal(self, agent, &split_csv(gpus)),
+        };
+        self.enqueue(id, rank, max_attempts);
+        let Some((agent, gpus)) = to.filter(|_| refusal.is_none()) else {
+            return Ok(("queued", refusal));
+        };
+        let deadline = self.lease_deadline(agent, now)?;
+        self.job(id)?.queued = false;
+        self.lease_to(id, agent, 1, gpus, deadline)?;
+        Ok(("leased", None))
+    }
+
+    /// A new lease's deadline on `agent`: the accept timeout within its
+    /// slots, longer for a prefetched one (assign.lua, enqueue.lua).
+    fn lease_deadline(&self, agent: &str, now: u64) -> Result<u64, TestCaseError> {
+        let a = self
+            .agents
+            .get(agent)
+            .ok_or_else(|| fail("model: lease to unknown agent"))?;
+        Ok(if a.jobs.len() as u32 >= a.slots {
+            now + ACCEPT_MS + HEARTBEAT_TIMEOUT_MS
+        } else {
+            now + ACCEPT_MS
+        })
+    }
+
     fn assign(
         &mut self,
         id: &str,
@@ -532,15 +627,7 @@ impl State {
         if let Some(r) = lease_refusal(self, agent, &split_csv(gpus)) {
             return Ok(r.into());
         }
-        let a = self
-            .agents
-            .get(agent)
-            .ok_or_else(|| fail("model: lease to unknown agent"))?;
-        let deadline = if a.jobs.len() as u32 >= a.slots {
-            now + ACCEPT_MS + HEARTBEAT_TIMEOUT_MS
-        } else {
-            now + ACCEPT_MS
-        };
+        let deadline = self.lease_deadline(agent, now)?;
         let j = self.job(id)?;
         let attempt = j.attempt + 1;
         j.queued = false;
@@ -1575,7 +1662,22 @@ struct Run {
     batches: Vec<Vec<Resolved>>,
     job_ids: Vec<String>,
     agent_ids: Vec<String>,
+    /// The case's number of (setup) jobs.
+    jobs: usize,
     log: Vec<String>,
+    /// How admissions went, across cases (see [`Tally`]).
+    tally: Tally,
+}
+
+/// How many admitted jobs went each way, over the whole run: shows that
+/// the cases reach the lease path and each reason to queue instead.
+#[derive(Clone, Default)]
+struct Tally(std::rc::Rc<std::cell::RefCell<BTreeMap<&'static str, u64>>>);
+
+impl Tally {
+    fn count(&self, outcome: &'static str) {
+        *self.0.borrow_mut().entry(outcome).or_default() += 1;
+    }
 }
 
 impl Run {
@@ -1690,6 +1792,79 @@ impl Run {
                     .count() as u64;
                 prop_assert_eq!(depth, queued, "queue depth");
             }
+            Op::Admit(items) => {
+                // ZCARD of the queue when the script begins (parked jobs
+                // are not a backlog: nothing can run them).
+                let mut backlog = self.model.jobs.values().any(|j| j.queued);
+                let mut jobs = Vec::new();
+                let mut placements = Vec::new();
+                let mut want = Vec::new();
+                for (j, rank, max, to) in items {
+                    let id = admitted_job_id(self.jobs, *j);
+                    let spec = JobSpec {
+                        id: Some(id.clone()),
+                        priority: Priority::from_rank(*rank),
+                        max_attempts: Some(*max),
+                        ..JobSpec::new("echo", serde_json::json!({}))
+                    };
+                    jobs.push(spec.validate(&id).or_fail("job")?);
+                    let p = to.map(|(a, g)| Placement {
+                        agent: agent_id(a),
+                        gpus: g.into_iter().collect(),
+                        timeout_ms: LEASE_TIMEOUT_MS,
+                    });
+                    let gpus = p.as_ref().map(|p| {
+                        p.gpus
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
+                    let (status, why) = self.model.admit(
+                        &id,
+                        (*rank, *max),
+                        p.as_ref().map(|p| p.agent.as_str()).zip(gpus.as_deref()),
+                        backlog,
+                        now,
+                    )?;
+                    // A placed job the agent refused is queued, and the
+                    // rest of the call must not overtake it.
+                    backlog |= status == "queued" && why.is_some();
+                    self.tally.count(match (status, why, &p) {
+                        ("queued", Some(why), _) => why,
+                        ("queued", None, None) => "not_placed",
+                        _ => status,
+                    });
+                    want.push(status.to_string());
+                    placements.push(p);
+                }
+                let deadline = now + ACCEPT_MS;
+                let (outcomes, depth) = self
+                    .store
+                    .admit(
+                        &jobs,
+                        &placements,
+                        now,
+                        (deadline, deadline + HEARTBEAT_TIMEOUT_MS),
+                    )
+                    .await
+                    .or_fail("admit")?;
+                let got: Vec<String> = outcomes
+                    .iter()
+                    .map(|o| format!("{o:?}").to_lowercase())
+                    .collect();
+                self.log.push(format!(
+                    "{op:?} (backlog: {backlog}) {placements:?} -> {got:?}, depth {depth}"
+                ));
+                prop_assert_eq!(&got, &want);
+                let queued = self
+                    .model
+                    .jobs
+                    .values()
+                    .filter(|j| j.queued || j.parked.is_some())
+                    .count() as u64;
+                prop_assert_eq!(depth, queued, "queue depth");
+            }
             Op::Assign(items) => {
                 let placements: Vec<(String, String, Option<u32>)> = items
                     .iter()
@@ -1769,7 +1944,7 @@ impl Run {
                 prop_assert_eq!(got, want);
             }
             Op::Retry(j) => {
-                let id = job_id(*j);
+                let id = any_job_id(self.jobs, *j);
                 let want = self.model.retry(&id)?;
                 let got = match self.store.retry(&id, now).await.or_fail("retry")? {
                     Ok(()) => "queued".to_string(),
@@ -1779,7 +1954,7 @@ impl Run {
                 prop_assert_eq!(got, want);
             }
             Op::Park(j) => {
-                let id = job_id(*j);
+                let id = any_job_id(self.jobs, *j);
                 let want = self.model.park(&id, now);
                 let got = self
                     .store
@@ -1885,6 +2060,7 @@ async fn run_case(
     conn: &ConnectionManager,
     n: u64,
     case: &Case,
+    tally: &Tally,
 ) -> Result<(), TestCaseError> {
     let keys = Keys::new(format!("fleet:{{sm{n}}}"));
     let store = Store::open(client.clone(), keys.clone())
@@ -1905,9 +2081,14 @@ async fn run_case(
         memory: Memory::default(),
         now: START_MS,
         batches: Vec::new(),
-        job_ids: (0..=case.jobs).map(job_id).collect(),
+        job_ids: (0..=case.jobs)
+            .map(job_id)
+            .chain((0..ADMITTED).map(|k| admitted_job_id(case.jobs, case.jobs + k)))
+            .collect(),
         agent_ids: (0..=case.agents).map(agent_id).collect(),
+        jobs: case.jobs,
         log: Vec::new(),
+        tally: tally.clone(),
     };
     let setup = [
         Op::Enqueue(
@@ -1970,12 +2151,28 @@ fn scripts_keep_the_invariants_under_random_operations() -> anyhow::Result<()> {
         ..Config::default()
     });
     let counter = Cell::new(0u64);
+    let tally = Tally::default();
     let outcome = runner.run(&case(), |case| {
         counter.set(counter.get() + 1);
-        runtime.block_on(run_case(&client, &conn, counter.get(), &case))
+        runtime.block_on(run_case(&client, &conn, counter.get(), &case, &tally))
     });
     match outcome {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let tally = tally.0.borrow();
+            eprintln!("admissions over {cases} cases: {tally:?}");
+            // A full run must reach the lease path and the agent's
+            // refusals (each seen dozens of times per CASES cases).
+            let seen =
+                |outcomes: &[&str]| outcomes.iter().filter_map(|o| tally.get(o)).sum::<u64>();
+            if cases >= CASES {
+                anyhow::ensure!(seen(&["leased"]) > 0, "no job was leased at admission");
+                anyhow::ensure!(
+                    seen(&["agent_unavailable", "agent_full", "gpu_busy"]) > 0,
+                    "no admission was refused by its agent"
+                );
+            }
+            Ok(())
+        }
         Err(TestError::Fail(reason, case)) => {
             anyhow::bail!("{reason}\nminimal failing case: {case:#?}")
         }

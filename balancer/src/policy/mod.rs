@@ -38,7 +38,7 @@ pub struct JobContext<'a> {
 }
 
 /// A placement policy.
-pub trait Policy: Send {
+pub trait Policy: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// The position in `feasible` (never empty) of the chosen agent.
