@@ -364,6 +364,7 @@ impl Runner {
     async fn run(self: Arc<Self>, assignment: Assignment, running_now: u32) {
         let (job_id, attempt) = (assignment.job_id.clone(), assignment.attempt);
         let began = Instant::now();
+        let began_us = fleet_protocol::time::now_us();
         let work = self.workloads.run(&assignment);
         tokio::pin!(work);
         let outcome = if self.report_start_after.is_zero() {
@@ -410,6 +411,7 @@ impl Runner {
                     attempt,
                     result,
                     duration_ms,
+                    started_at_us: Some(began_us),
                 }),
             ),
             Err(error) => {

@@ -307,6 +307,7 @@ impl Events {
                         started_at_ms: started.unwrap_or(assigned_at_ms),
                         assigned_at_us: at(5),
                         started_at_us: at(6).or(at(5)),
+                        agent_started_at_us: e.started_at_us,
                     }),
                     _ => None,
                 };

@@ -85,6 +85,11 @@ pub struct Completed {
     pub attempt: u32,
     pub result: Value,
     pub duration_ms: u64,
+    /// When the agent began the attempt, in µs since the epoch on its own
+    /// clock: when the work really started, also for a job too short to
+    /// send `started`. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_us: Option<u64>,
 }
 
 /// The attempt failed.

@@ -88,15 +88,20 @@ pub struct Timing {
     pub submitted_at_ms: u64,
     pub assigned_at_ms: u64,
     pub started_at_ms: u64,
-    /// The assignment and start again in microseconds, stamped as Redis
-    /// commits them (the millisecond fields are stamped at the start of
-    /// the balancer's round or batch, up to a few ms earlier), for
+    /// The assignment and start again in microseconds, stamped as the
+    /// balancer sends the script call that commits them (the millisecond
+    /// fields at the start of its round or batch, up to a few ms earlier), for
     /// sub-millisecond latency figures (`fleetctl bench`); absent from
     /// older balancers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_at_us: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_us: Option<u64>,
+    /// When the agent began the accepted attempt, in µs on the agent's
+    /// clock (its completion says), after the assignment reached it: what
+    /// `fleetctl bench` takes as a job's start. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_started_at_us: Option<u64>,
 }
 
 /// A refused submission, on `fleet.rejected`.

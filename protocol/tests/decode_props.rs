@@ -256,17 +256,26 @@ fn event_for(agent: impl Strategy<Value = String>) -> impl Strategy<Value = Agen
                     })
                 }
             ),
-            (a.clone(), token(), any::<u32>(), json_value(), any::<u64>()).prop_map(
-                |(agent_id, job_id, attempt, result, duration_ms)| {
-                    AgentEvent::Completed(Completed {
-                        agent_id,
-                        job_id,
-                        attempt,
-                        result,
-                        duration_ms,
-                    })
-                }
-            ),
+            (
+                a.clone(),
+                token(),
+                any::<u32>(),
+                json_value(),
+                any::<u64>(),
+                proptest::option::of(any::<u64>())
+            )
+                .prop_map(
+                    |(agent_id, job_id, attempt, result, duration_ms, started_at_us)| {
+                        AgentEvent::Completed(Completed {
+                            agent_id,
+                            job_id,
+                            attempt,
+                            result,
+                            duration_ms,
+                            started_at_us,
+                        })
+                    }
+                ),
             (a, token(), any::<u32>(), text(), any::<u64>()).prop_map(
                 |(agent_id, job_id, attempt, error, duration_ms)| {
                     AgentEvent::Failed(Failed {
@@ -363,6 +372,7 @@ fn job_result() -> impl Strategy<Value = JobResult> {
             any::<u64>(),
             proptest::option::of(any::<u64>()),
             proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
         )),
     )
         .prop_map(
@@ -375,12 +385,13 @@ fn job_result() -> impl Strategy<Value = JobResult> {
                     agent_id,
                     attempts,
                     finished_at_ms,
-                    timing: timing.map(|(s, a, t, a_us, t_us)| Timing {
+                    timing: timing.map(|(s, a, t, a_us, t_us, g_us)| Timing {
                         submitted_at_ms: s,
                         assigned_at_ms: a,
                         started_at_ms: t,
                         assigned_at_us: a_us,
                         started_at_us: t_us,
+                        agent_started_at_us: g_us,
                     }),
                 }
             },

@@ -93,6 +93,7 @@ fn completion(agent: &str, job: &str, attempt: u32, result: serde_json::Value) -
         attempt,
         result,
         duration_ms: 1,
+        started_at_us: None,
     };
     serde_json::to_vec(&event).unwrap_or_default()
 }

@@ -314,8 +314,15 @@ async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<(
             t.assigned_at_us.unwrap_or_default(),
             t.started_at_us.unwrap_or_default(),
         );
-        // The µs stamps are taken as Redis commits; the ms ones at the
-        // start of the balancer's round or batch, a little earlier.
+        // The agent began the attempt after the balancer leased it (one
+        // machine, one clock here).
+        let began = t
+            .agent_started_at_us
+            .ok_or_else(|| anyhow::anyhow!("no agent start: {t:?}"))?;
+        assert!(began >= t.assigned_at_us.unwrap_or_default(), "{t:?}");
+        // The µs stamps are taken as the balancer sends the committing
+        // script; the ms ones at the start of its round or batch, a
+        // little earlier.
         for (us, ms) in [
             (assigned_us, t.assigned_at_ms),
             (started_us, t.started_at_ms),

@@ -318,8 +318,13 @@ impl Report {
                 let assigned = t
                     .assigned_at_us
                     .map_or(t.assigned_at_ms as f64 * 1000.0, |us| us as f64);
+                // The agent's own stamp where it sends one: the balancer's
+                // is when it recorded the start, and a job too short to
+                // report one "starts" at its assignment, before the agent
+                // has even heard of it.
                 let started = t
-                    .started_at_us
+                    .agent_started_at_us
+                    .or(t.started_at_us)
                     .map_or(t.started_at_ms as f64 * 1000.0, |us| us as f64);
                 r.assign.push(since(assigned, sub));
                 r.start.push(since(started, sub));
