@@ -451,6 +451,15 @@ fn lease_refusal(s: &State, agent: &str, devices: &[String]) -> Option<&'static 
 }
 
 impl State {
+    /// What the enqueue script reports as the queue's depth: queued jobs,
+    /// parked ones included.
+    fn queue_depth(&self) -> u64 {
+        self.jobs
+            .values()
+            .filter(|j| j.queued || j.parked.is_some())
+            .count() as u64
+    }
+
     fn job(&mut self, id: &str) -> Result<&mut Job, TestCaseError> {
         self.jobs
             .get_mut(id)
@@ -1784,13 +1793,7 @@ impl Run {
                     .collect();
                 self.log.push(format!("{op:?} -> {got:?}, depth {depth}"));
                 prop_assert_eq!(&got, &want);
-                let queued = self
-                    .model
-                    .jobs
-                    .values()
-                    .filter(|j| j.queued || j.parked.is_some())
-                    .count() as u64;
-                prop_assert_eq!(depth, queued, "queue depth");
+                prop_assert_eq!(depth, self.model.queue_depth(), "queue depth");
             }
             Op::Admit(items) => {
                 // ZCARD of the queue when the script begins (parked jobs
@@ -1857,13 +1860,7 @@ impl Run {
                     "{op:?} (backlog: {backlog}) {placements:?} -> {got:?}, depth {depth}"
                 ));
                 prop_assert_eq!(&got, &want);
-                let queued = self
-                    .model
-                    .jobs
-                    .values()
-                    .filter(|j| j.queued || j.parked.is_some())
-                    .count() as u64;
-                prop_assert_eq!(depth, queued, "queue depth");
+                prop_assert_eq!(depth, self.model.queue_depth(), "queue depth");
             }
             Op::Assign(items) => {
                 let placements: Vec<(String, String, Option<u32>)> = items
