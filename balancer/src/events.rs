@@ -6,6 +6,11 @@
 //! anywhere in between redelivers the events: the scripts recognise what
 //! they already applied and the result is published again under the same
 //! message id, so nothing is counted twice and no result is lost.
+//!
+//! Waiting for JetStream to store a batch's results does not hold up the
+//! next batch (up to 4 batches wait at once): a slot freed by a completion
+//! is free for the scheduler and the intake as soon as Redis has applied
+//! it, not a result round trip later.
 
 use std::sync::Arc;
 
@@ -39,6 +44,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let handler = Events {
         js: js.clone(),
+        storing: Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_STORING)),
         store,
         directory,
         wake,
@@ -51,6 +57,8 @@ pub async fn run(
 
 struct Events {
     js: jetstream::Context,
+    /// Permits for batches whose results are being stored.
+    storing: Arc<tokio::sync::Semaphore>,
     store: Store,
     directory: Arc<Directory>,
     wake: Arc<Notify>,
@@ -177,22 +185,48 @@ impl BatchHandler for Events {
         if freed {
             self.wake.notify_one();
         }
-        // Acks are awaited in publish order; each is timed from its own
-        // publish (a late one includes the wait behind earlier ones).
-        for (i, published, ack) in publishes {
-            let outcome = ack.await;
-            crate::metrics::nats_ack(published.elapsed());
-            if let Err(e) = outcome {
-                tracing::error!(error = %e, "result publish not acknowledged");
-                failed_publish[i] = true;
-            }
+        // Waiting for JetStream to store the results is a round trip in
+        // which this batch needs nothing more from Redis, so the next batch
+        // is applied meanwhile: the wait and the acks after it go on in a
+        // task of their own, up to MAX_BATCHES_STORING at once. Each event
+        // is still acked only once its results are stored.
+        let storing = match self.storing.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // Never closed; were it, the batch would finish here.
+            Err(_) => return finish_batch(messages, publishes, failed_publish).await,
+        };
+        tokio::spawn(async move {
+            finish_batch(messages, publishes, failed_publish).await;
+            drop(storing);
+        });
+    }
+}
+
+/// Batches whose results may wait for JetStream's acks at once.
+const MAX_BATCHES_STORING: usize = 4;
+
+/// Waits until a batch's results are stored, then acks each event whose
+/// results all were (and asks for the others again).
+async fn finish_batch(
+    messages: Vec<jetstream::Message>,
+    publishes: Vec<(usize, std::time::Instant, PublishAckFuture)>,
+    mut failed_publish: Vec<bool>,
+) {
+    // Acks are awaited in publish order; each is timed from its own
+    // publish (a late one includes the wait behind earlier ones).
+    for (i, published, ack) in publishes {
+        let outcome = ack.await;
+        crate::metrics::nats_ack(published.elapsed());
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "result publish not acknowledged");
+            failed_publish[i] = true;
         }
-        for (message, failed) in messages.iter().zip(failed_publish) {
-            if failed {
-                durable::retry_later(message).await;
-            } else {
-                durable::ack(message).await;
-            }
+    }
+    for (message, failed) in messages.iter().zip(failed_publish) {
+        if failed {
+            durable::retry_later(message).await;
+        } else {
+            durable::ack(message).await;
         }
     }
 }
