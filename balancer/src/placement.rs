@@ -80,6 +80,20 @@ pub fn prefetch_allowance(agent: &AgentView) -> u32 {
 /// The most feasible agents the policy weighs for one job.
 pub const SAMPLE: usize = 64;
 
+/// The prefetch room an agent has left beyond its free slots: the
+/// allowance caps what it holds beyond its slots, not what one round adds.
+fn prefetch_room(agent: &AgentView) -> u32 {
+    (agent.slots + prefetch_allowance(agent))
+        .saturating_sub(agent.leases)
+        .saturating_sub(agent.free_slots())
+}
+
+/// How many more jobs an agent can take now: its free slots and its
+/// prefetch room, as a [`Round`] would count them.
+pub fn room(agent: &AgentView) -> u64 {
+    u64::from(agent.free_slots()) + u64::from(prefetch_room(agent))
+}
+
 /// The candidates of one round, with what the round has not handed out.
 pub struct Round<'p> {
     agents: Vec<Arc<AgentView>>,
@@ -106,16 +120,7 @@ impl<'p> Round<'p> {
     ) -> Round<'p> {
         let agents: Vec<Arc<AgentView>> = agents.into_iter().map(Into::into).collect();
         let free: Vec<u32> = agents.iter().map(|a| a.free_slots()).collect();
-        // The allowance caps what an agent holds beyond its slots, not
-        // what one round adds.
-        let extra: Vec<u32> = agents
-            .iter()
-            .map(|a| {
-                (a.slots + prefetch_allowance(a))
-                    .saturating_sub(a.leases)
-                    .saturating_sub(a.free_slots())
-            })
-            .collect();
+        let extra: Vec<u32> = agents.iter().map(|a| prefetch_room(a)).collect();
         let busy = vec![None; agents.len()];
         let free_sum = free.iter().map(|&f| u64::from(f)).sum();
         let extra_sum = extra.iter().map(|&f: &u32| u64::from(f)).sum();

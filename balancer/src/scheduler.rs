@@ -118,31 +118,47 @@ async fn round(
     config: &Config,
 ) -> anyhow::Result<usize> {
     let now = now_ms();
+    // The first page is sized by the room the agents have now, and read
+    // before the round takes its snapshots: a round holding them over a
+    // Redis call would make every lease and event meanwhile copy the
+    // agent it touches, and most wake-ups find the queue empty.
+    let capacity = {
+        let agents = directory.available(now);
+        if agents.is_empty() {
+            return Ok(0);
+        }
+        agents.iter().map(|a| crate::placement::room(a)).sum::<u64>()
+    };
+    let window = (capacity * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
+    let mut page = store.peek(window, 0).await?;
+    if page.is_empty() {
+        backlog.mark_empty();
+        // Nothing queued: let idle agents take what backed-up agents hold
+        // but have not started.
+        if directory.backed_up(now).is_empty() {
+            return Ok(0);
+        }
+        let mut round = Round::new(directory.available(now), policy, now);
+        if round.free_total() == 0 {
+            return Ok(0);
+        }
+        return steal(nats, store, directory, &mut round, families, config, now).await;
+    }
     // The decision's own time (the candidates, then each placement),
     // apart from the Redis and NATS round trips around it.
     let building = std::time::Instant::now();
-    let agents = directory.available(now);
-    if agents.is_empty() {
-        return Ok(0);
-    }
+    let mut round = Round::new(directory.available(now), policy, now);
     // Every agent that could run work, busy or not: read only if a job
     // fits nobody free, to tell a wait from an impossible job.
     let mut fleet: Option<Vec<std::sync::Arc<crate::directory::AgentView>>> = None;
-    let mut round = Round::new(agents, policy, now);
     let build_time = building.elapsed();
     let mut place_times: Vec<std::time::Duration> = Vec::new();
-    let window =
-        (round.capacity_total() * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
 
     let mut plan: Vec<(QueuedJob, Placement, Option<String>)> = Vec::new();
     let mut park: Vec<(String, String)> = Vec::new();
     let mut offset = 0;
     loop {
-        let page = store.peek(window, offset).await?;
         let read = page.len();
-        if offset == 0 && read == 0 {
-            backlog.mark_empty();
-        }
         round.set_gpu_demand(
             page.iter()
                 .any(|j| fleet_protocol::gpus_wanted(&j.kind, &j.requires) > 0),
@@ -182,17 +198,13 @@ async fn round(
         if read < window || round.capacity_total() == 0 || offset >= MAX_SCAN {
             break;
         }
+        page = store.peek(window, offset).await?;
     }
     crate::metrics::decisions(build_time, &place_times);
     if !park.is_empty() {
         store.park(&park, now).await?;
     }
     if plan.is_empty() {
-        // Nothing queued that the free agents can run: let them take what
-        // backed-up agents hold but have not started.
-        if offset == 0 && round.free_total() > 0 {
-            return steal(nats, store, directory, &mut round, families, config, now).await;
-        }
         return Ok(0);
     }
     // The round's snapshots share the directory's agents: let them go
