@@ -177,6 +177,9 @@ impl Intake {
         if self.backlog.is_waiting() {
             return placed;
         }
+        // Timed as the scheduler times its decisions, into the same
+        // histogram: building the candidates, then each placement.
+        let building = std::time::Instant::now();
         let agents = self.directory.available(now);
         if agents.is_empty() {
             return placed;
@@ -186,13 +189,17 @@ impl Intake {
             jobs.iter()
                 .any(|j| fleet_protocol::gpus_wanted(&j.kind, &j.requires) > 0),
         );
+        let build_time = building.elapsed();
+        let mut place_times = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             if round.capacity_total() == 0 {
                 break;
             }
             let job = QueuedJob::submitted(job);
             let family = self.families.job_family(&job);
+            let placing = std::time::Instant::now();
             if let Some(placement) = round.place(&job, family.as_deref()) {
+                place_times.push(placing.elapsed());
                 placed[i] = Some(Placed {
                     job,
                     placement,
@@ -200,6 +207,7 @@ impl Intake {
                 });
             }
         }
+        crate::metrics::decisions(build_time, &place_times);
         placed
     }
 

@@ -127,7 +127,10 @@ async fn round(
         if agents.is_empty() {
             return Ok(0);
         }
-        agents.iter().map(|a| crate::placement::room(a)).sum::<u64>()
+        agents
+            .iter()
+            .map(|a| crate::placement::room(a))
+            .sum::<u64>()
     };
     let window = (capacity * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
     let mut page = store.peek(window, 0).await?;
