@@ -67,13 +67,28 @@ fn agent_entry(stats: &Value, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_agent_holding_jobs() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::quick_detection(3, 4)).await?;
+    let spy = EventSpy::start(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
     let ids = client.submit_many(sleep_jobs(300, 100)).await?;
     let waiter = Waiter::start(client, ids, Duration::from_secs(120));
 
-    wait_until(Duration::from_secs(20), "agent-1 holding jobs", || async {
-        Ok(agent_entry(&fleet.stats().await?, "agent-1")["current_jobs"].as_u64() >= Some(2))
-    })
+    // Killed while it runs jobs whose starts the balancer has applied:
+    // only its loss can re-queue those. (Killed as soon as it merely
+    // holds leases, it may not have started any, and an unstarted lease
+    // goes back on the accept timeout, sooner than the loss is noticed.)
+    wait_until(
+        Duration::from_secs(20),
+        "agent-1 running 2 jobs",
+        || async {
+            let mut running = 0;
+            for s in spy.started().iter().filter(|s| s.agent_id == "agent-1") {
+                if fleet.job(&s.job_id).await?["state"] == "running" {
+                    running += 1;
+                }
+            }
+            Ok(running >= 2)
+        },
+    )
     .await?;
     fleet.agents[1].kill9();
     // Detection takes up to the heartbeat timeout after its last beat,
@@ -97,7 +112,16 @@ async fn kill9_agent_holding_jobs() -> anyhow::Result<()> {
             })
         })
         .collect();
-    assert!(!lost.is_empty(), "some jobs were taken from the dead agent");
+    let failed_attempts: Vec<(&str, Option<&str>)> = results
+        .iter()
+        .flat_map(|r| &r.attempts)
+        .filter(|a| a.error.is_some())
+        .map(|a| (a.agent_id.as_str(), a.error.as_deref()))
+        .collect();
+    assert!(
+        !lost.is_empty(),
+        "some jobs were taken from the dead agent; failed attempts: {failed_attempts:?}"
+    );
     for r in lost {
         assert_ne!(r.agent_id.as_deref(), Some("agent-1"), "{r:?}");
     }
