@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use fleet_balancer::placement::Placement;
 use fleet_balancer::store::{Assigned, Cancelled, EventArgs, Expired, Lead, Move, Store};
-use fleet_protocol::{JobSpec, Keys, Priority};
+use fleet_protocol::{JobSpec, Keys, Priority, ValidJob};
 use fleet_tests::RedisServer;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -321,6 +321,18 @@ fn any_job_id(jobs: usize, i: usize) -> String {
     } else {
         admitted_job_id(jobs, i - 1)
     }
+}
+
+/// A valid `echo` job as a producer would submit it.
+fn echo_job(id: &str, rank: u8, max_attempts: u32) -> Result<ValidJob, TestCaseError> {
+    JobSpec {
+        id: Some(id.to_string()),
+        priority: Priority::from_rank(rank),
+        max_attempts: Some(max_attempts),
+        ..JobSpec::new("echo", serde_json::json!({}))
+    }
+    .validate(id)
+    .or_fail("job")
 }
 
 /// Agent `i`; one past the fleet never registers.
@@ -1777,13 +1789,7 @@ impl Run {
                 let mut want = Vec::new();
                 for (j, rank, max) in items {
                     let id = job_id(*j);
-                    let spec = JobSpec {
-                        id: Some(id.clone()),
-                        priority: Priority::from_rank(*rank),
-                        max_attempts: Some(*max),
-                        ..JobSpec::new("echo", serde_json::json!({}))
-                    };
-                    jobs.push(spec.validate(&id).or_fail("job")?);
+                    jobs.push(echo_job(&id, *rank, *max)?);
                     want.push(self.model.enqueue(&id, *rank, *max).to_string());
                 }
                 let (outcomes, depth) = self.store.enqueue(&jobs, now).await.or_fail("enqueue")?;
@@ -1804,13 +1810,7 @@ impl Run {
                 let mut want = Vec::new();
                 for (j, rank, max, to) in items {
                     let id = admitted_job_id(self.jobs, *j);
-                    let spec = JobSpec {
-                        id: Some(id.clone()),
-                        priority: Priority::from_rank(*rank),
-                        max_attempts: Some(*max),
-                        ..JobSpec::new("echo", serde_json::json!({}))
-                    };
-                    jobs.push(spec.validate(&id).or_fail("job")?);
+                    jobs.push(echo_job(&id, *rank, *max)?);
                     let p = to.map(|(a, g)| Placement {
                         agent: agent_id(a),
                         gpus: g.into_iter().collect(),
