@@ -6,7 +6,9 @@
 //! snapshots. No mocks: the figures include the network stack, Redis's
 //! command processing and the AOF writes.
 //!
-//! Measured: `enqueue` of 1 job and of a batch of 100; `peek` of a
+//! Measured: `enqueue` of 1 job and of a batch of 100, queued, and again
+//! each leased in the same call to the agent it was placed on (the
+//! intake's path while the queue is empty); `peek` of a
 //! 100-job page; `assign` of 1 job and of a batch of 64 (to one agent with
 //! slots to spare); `events.lua` with `started` + `completed` for 100
 //! leased jobs (200 events, one call); a heartbeat batch for 100 agents
@@ -307,6 +309,42 @@ fn scripts(c: &mut Criterion) {
             })
         });
         bench.check("enqueue");
+    }
+
+    // The intake's path on an idle fleet: each job admitted and leased to
+    // the agent it was placed on, in the one call.
+    for batch in [1usize, 100] {
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::new("enqueue_leased", batch), |b| {
+            b.iter_custom(|iters| {
+                bench.sample(iters, |store, iters| async move {
+                    let n = iters as usize * batch;
+                    register(&store, &["agent-0".to_string()], n as u32).await?;
+                    let to = placement("agent-0");
+                    let all = jobs("l", n)?;
+                    let batches: Vec<(Vec<ValidJob>, Vec<Option<Placement>>)> = all
+                        .chunks(batch)
+                        .map(|jobs| (jobs.to_vec(), vec![Some(to.clone()); jobs.len()]))
+                        .collect();
+                    timed(batches, |(jobs, placements)| {
+                        let store = &store;
+                        async move {
+                            let now = now_ms();
+                            let deadlines = (now + ACCEPT_MS, now + ACCEPT_MS);
+                            let (outcomes, _) =
+                                store.admit(&jobs, &placements, now, deadlines).await?;
+                            anyhow::ensure!(
+                                outcomes.iter().all(|o| *o == Enqueued::Leased),
+                                "admit: {outcomes:?}"
+                            );
+                            Ok(())
+                        }
+                    })
+                    .await
+                })
+            })
+        });
+        bench.check("enqueue_leased");
     }
 
     group.throughput(Throughput::Elements(100));
