@@ -332,14 +332,26 @@ impl Directory {
     pub fn available(&self, now_ms: u64) -> Vec<Arc<AgentView>> {
         self.lock()
             .values()
-            .filter(|a| {
-                a.free_slots() + a.free_prefetch() > 0
-                    && !a.suspect
-                    && self.is_fresh(a, now_ms)
-                    && self.schedulable(a, now_ms)
-            })
+            .filter(|a| self.is_available(a, now_ms))
             .cloned()
             .collect()
+    }
+
+    /// `measure` summed over the agents [`Directory::available`] returns,
+    /// without copying them; `None` when there are none.
+    pub fn sum_available(&self, now_ms: u64, measure: impl Fn(&AgentView) -> u64) -> Option<u64> {
+        self.lock()
+            .values()
+            .filter(|a| self.is_available(a, now_ms))
+            .map(|a| measure(a))
+            .reduce(|sum, m| sum + m)
+    }
+
+    fn is_available(&self, a: &AgentView, now_ms: u64) -> bool {
+        a.free_slots() + a.free_prefetch() > 0
+            && !a.suspect
+            && self.is_fresh(a, now_ms)
+            && self.schedulable(a, now_ms)
     }
 
     /// Healthy agents holding more leases than slots (prefetched jobs
@@ -401,5 +413,19 @@ mod tests {
         // Silent for over half the timeout: healthy, but given no work.
         assert!(directory.available(1_500 + 7_600).is_empty());
         assert_eq!(directory.schedulable_agents(1_500 + 7_600).len(), 1);
+    }
+
+    #[test]
+    fn sums_over_the_available_agents_only() {
+        let directory = Directory::new(Duration::from_secs(15));
+        let slots = |a: &AgentView| u64::from(a.slots);
+        assert_eq!(directory.sum_available(1_000, slots), None);
+        directory.register("a", (2, 0), Capabilities::default(), 0, 1_000);
+        directory.register("b", (3, 0), Capabilities::default(), 0, 1_000);
+        assert_eq!(directory.sum_available(1_000, slots), Some(5));
+        directory.mark_suspect("b");
+        assert_eq!(directory.sum_available(1_000, slots), Some(2));
+        directory.mark_suspect("a");
+        assert_eq!(directory.sum_available(1_000, slots), None);
     }
 }

@@ -122,15 +122,8 @@ async fn round(
     // before the round takes its snapshots: a round holding them over a
     // Redis call would make every lease and event meanwhile copy the
     // agent it touches, and most wake-ups find the queue empty.
-    let capacity = {
-        let agents = directory.available(now);
-        if agents.is_empty() {
-            return Ok(0);
-        }
-        agents
-            .iter()
-            .map(|a| crate::placement::room(a))
-            .sum::<u64>()
+    let Some(capacity) = directory.sum_available(now, crate::placement::room) else {
+        return Ok(0);
     };
     let window = (capacity * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
     let mut page = store.peek(window, 0).await?;
