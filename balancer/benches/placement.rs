@@ -16,7 +16,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use fleet_balancer::directory::AgentView;
 use fleet_balancer::placement::Round;
 use fleet_balancer::policy::{Composite, Weights};
-use fleet_balancer::store::QueuedJob;
 use fleet_protocol::Requirements;
 
 #[path = "support/mixed_fleet.rs"]
@@ -30,26 +29,10 @@ fn fleet(n: usize) -> Vec<Arc<AgentView>> {
         .collect()
 }
 
-fn job(requires: Requirements) -> QueuedJob {
-    QueuedJob {
-        id: "job".into(),
-        kind: "sleep".into(),
-        args: "{}".into(),
-        rank: 1,
-        timeout_ms: Some(1000),
-        requires,
-        last_agent: None,
-    }
-}
-
 fn placement(c: &mut Criterion) {
     let mut group = c.benchmark_group("place_one_job");
-    let cpu_job = job(Requirements::default());
-    let gpu_job = job(Requirements {
-        gpus: Some(1),
-        gpu_mem_mb: Some(40_960),
-        ..Requirements::default()
-    });
+    let cpu_job = mixed_fleet::sleep_job("job", Requirements::default());
+    let gpu_job = mixed_fleet::sleep_job("job", mixed_fleet::one_40gib_gpu());
     for n in [10, 100, 1_000, 10_000] {
         let agents = fleet(n);
         for (name, j) in [("cpu", &cpu_job), ("gpu40", &gpu_job)] {

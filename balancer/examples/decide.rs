@@ -11,7 +11,6 @@
 
 use fleet_balancer::placement::Round;
 use fleet_balancer::policy::{Composite, Weights};
-use fleet_balancer::store::QueuedJob;
 use fleet_protocol::Requirements;
 
 #[path = "../benches/support/mixed_fleet.rs"]
@@ -24,23 +23,11 @@ fn main() {
     let mut placed = 0;
     for n in 0..1_000 {
         let requires = if n % 10 == 0 {
-            Requirements {
-                gpus: Some(1),
-                gpu_mem_mb: Some(40_960),
-                ..Requirements::default()
-            }
+            mixed_fleet::one_40gib_gpu()
         } else {
             Requirements::default()
         };
-        let job = QueuedJob {
-            id: format!("job-{n}"),
-            kind: "sleep".into(),
-            args: "{}".into(),
-            rank: 1,
-            timeout_ms: Some(1000),
-            requires,
-            last_agent: None,
-        };
+        let job = mixed_fleet::sleep_job(&format!("job-{n}"), requires);
         if round.place(&job, None).is_some() {
             placed += 1;
         }

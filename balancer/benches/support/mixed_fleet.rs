@@ -1,9 +1,11 @@
 //! The simulated fleet the placement bench and `examples/decide.rs` share:
 //! a third of the agents with two 80 GiB GPUs, a third with one 24 GiB
-//! GPU, a third CPU-only, every other one with two of its four slots busy.
+//! GPU, a third CPU-only, every other one with two of its four slots busy;
+//! and the jobs they place on it.
 
 use fleet_balancer::directory::AgentView;
-use fleet_protocol::{Capabilities, GpuInfo};
+use fleet_balancer::store::QueuedJob;
+use fleet_protocol::{Capabilities, GpuInfo, Requirements};
 
 fn gpu(index: u32, memory_mb: u64, cc: &str) -> GpuInfo {
     GpuInfo {
@@ -39,4 +41,26 @@ pub fn mixed_fleet(n: usize) -> Vec<AgentView> {
             a
         })
         .collect()
+}
+
+/// A queued `sleep` job needing `requires`.
+pub fn sleep_job(id: &str, requires: Requirements) -> QueuedJob {
+    QueuedJob {
+        id: id.into(),
+        kind: "sleep".into(),
+        args: "{}".into(),
+        rank: 1,
+        timeout_ms: Some(1000),
+        requires,
+        last_agent: None,
+    }
+}
+
+/// What a job needing one 40 GiB GPU asks for.
+pub fn one_40gib_gpu() -> Requirements {
+    Requirements {
+        gpus: Some(1),
+        gpu_mem_mb: Some(40_960),
+        ..Requirements::default()
+    }
 }
