@@ -82,6 +82,17 @@ pub struct Config {
     #[arg(long, env = "FLEET_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Directories holding CUDA's libraries (NVRTC, cuBLAS, the driver),
+    /// searched before the usual places when the loader's path lacks them
+    /// (FLEET_CUDA_LIB_DIRS is ':'-separated).
+    #[arg(
+        long = "cuda-lib-dir",
+        env = "FLEET_CUDA_LIB_DIRS",
+        value_delimiter = ':',
+        global = true
+    )]
+    pub cuda_lib_dirs: Vec<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -103,6 +114,20 @@ pub enum Command {
         /// Print one JSON document instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Compile a CUDA C kernel with this machine's NVRTC, as a `cuda.kernel`
+    /// job would, and say whether it compiles and defines its entry point
+    /// (no GPU needed). Exit status 1 when it does not, 2 without NVRTC.
+    CheckKernel {
+        /// The kernel's CUDA C source file.
+        file: std::path::PathBuf,
+        /// The `extern "C"` kernel the job would launch.
+        #[arg(long)]
+        entry: String,
+        /// The architecture to compile for, e.g. compute_90 (default:
+        /// NVRTC's own, or the first local GPU's).
+        #[arg(long)]
+        arch: Option<String>,
     },
 }
 

@@ -5,12 +5,17 @@
 //! ([`heartbeat`]). Every report goes through JetStream ([`reporter`]), so
 //! it waits for a balancer that is down. `--simulate N` runs N simulated
 //! agents in one process for load tests ([`simulate`]), optionally with
-//! agents crashing and joining as it runs ([`churn`]). `fleet-agent
-//! selftest` checks the local GPUs against a CPU reference ([`selftest`]).
+//! agents crashing and joining as it runs ([`churn`]). Before any CUDA
+//! call it finds CUDA's libraries ([`cuda_libraries`]). `fleet-agent
+//! selftest` checks the local GPUs against a CPU reference ([`selftest`]);
+//! `fleet-agent check-kernel` compiles a user's kernel without a GPU
+//! ([`check_kernel`]).
 
 mod capabilities;
+mod check_kernel;
 mod churn;
 mod config;
+mod cuda_libraries;
 mod gpu;
 mod heartbeat;
 mod reporter;
@@ -33,11 +38,25 @@ use crate::config::{Command, Config};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     fleet_protocol::logging::init(config.log_format, "info");
-    if let Some(Command::Selftest { json }) = config.command {
-        let ok = selftest::run(json).await?;
-        std::process::exit(if ok { 0 } else { 1 });
+    // Simulated agents never touch CUDA, so they need none of its
+    // libraries.
+    let simulated = config.simulate.is_some() || config.simulate_gpus.is_some();
+    let libraries = if simulated && config.command.is_none() {
+        Vec::new()
+    } else {
+        cuda_libraries::prepare(&cuda_libraries::search_dirs(&config.cuda_lib_dirs))
+    };
+    match &config.command {
+        Some(Command::Selftest { json }) => {
+            let ok = selftest::run(*json, &libraries).await?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Some(Command::CheckKernel { file, entry, arch }) => {
+            let outcome = check_kernel::run(file, entry, arch.clone())?;
+            std::process::exit(outcome.exit_code());
+        }
+        None => run(config).await,
     }
-    run(config).await
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

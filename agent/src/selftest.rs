@@ -1,12 +1,19 @@
-//! `fleet-agent selftest`: runs every CUDA workload on every local GPU,
-//! each checked against a CPU reference inside the workload, and prints a
-//! table (or JSON): kind, size, correct, device ms, and GB/s or TFLOP/s.
-//! Exits non-zero on any mismatch or failure.
+//! `fleet-agent selftest`: says where CUDA's libraries were found,
+//! compiles every kernel the agent ships (NVRTC needs no GPU), then runs
+//! every CUDA workload on every local GPU, each checked against a CPU
+//! reference inside the workload, and prints a table (or JSON): kind,
+//! size, correct, device ms, and GB/s or TFLOP/s. Exits non-zero on any
+//! mismatch or failure.
 
 use serde_json::{json, Value};
 
+use crate::cuda_libraries;
 use crate::gpu;
-use crate::workloads::cuda;
+use crate::workloads::cuda::{self, compile};
+
+/// The user-kernel check's kernel: scales x by a.
+const USER_KERNEL_SOURCE: &str = "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] = a * x[i];\n}";
+const USER_KERNEL_ENTRY: &str = "scale";
 
 /// The checks, in order: kind, arguments, a size label.
 fn checks() -> Vec<(&'static str, Value, String)> {
@@ -22,8 +29,8 @@ fn checks() -> Vec<(&'static str, Value, String)> {
         (
             cuda::kernel::KIND,
             json!({
-                "source": "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] = a * x[i];\n}",
-                "entry": "scale", "grid": [4096], "block": [256],
+                "source": USER_KERNEL_SOURCE,
+                "entry": USER_KERNEL_ENTRY, "grid": [4096], "block": [256],
                 "args": [{"scalar": "f32", "value": 2.0},
                          {"buffer": "x", "dtype": "f32", "len": 1048576, "init": "random"},
                          {"scalar": "u32", "value": 1048576}],
@@ -62,11 +69,46 @@ fn check_user_kernel(kind: &str, result: Value) -> Result<Value, String> {
     Ok(result)
 }
 
+/// Compiles every kernel the agent ships, plus the user-kernel sample,
+/// for `arch`; one row each. Empty without NVRTC.
+fn compile_checks(arch: Option<&str>) -> Vec<Value> {
+    if !gpu::nvrtc_present() {
+        return Vec::new();
+    }
+    let mut kernels = cuda::BUILT_IN_KERNELS.to_vec();
+    kernels.push((cuda::kernel::KIND, USER_KERNEL_SOURCE, USER_KERNEL_ENTRY));
+    kernels
+        .into_iter()
+        .map(|(kind, source, entry)| {
+            let outcome = compile::compile(source, arch).and_then(|c| {
+                if c.has_entry(entry) {
+                    Ok(c.len())
+                } else {
+                    Err(format!("the PTX defines no kernel {entry:?}"))
+                }
+            });
+            let mut row =
+                json!({"kind": kind, "entry": entry, "arch": arch, "ok": outcome.is_ok()});
+            match outcome {
+                Ok(bytes) => row["ptx_bytes"] = json!(bytes),
+                Err(e) => row["error"] = json!(e),
+            }
+            row
+        })
+        .collect()
+}
+
 /// Runs the checks and prints a table or JSON; true when all passed.
-pub async fn run(as_json: bool) -> anyhow::Result<bool> {
+pub async fn run(as_json: bool, libraries: &[cuda_libraries::Status]) -> anyhow::Result<bool> {
     let gpus = gpu::detect();
+    let arch = gpus.first().and_then(|g| {
+        let (major, minor) = g.compute_capability.split_once('.')?;
+        compile::arch_for(major.parse().ok()?, minor.parse().ok()?)
+    });
+    let compiled = compile_checks(arch.as_deref());
+    let nvrtc = compile::nvrtc_version().map(|(major, minor)| format!("{major}.{minor}"));
+    let mut all_ok = compiled.iter().all(|r| r["ok"] == json!(true));
     let mut rows = Vec::new();
-    let mut all_ok = true;
     for g in &gpus {
         for (kind, args, size) in checks() {
             let index = g.index as usize;
@@ -94,9 +136,33 @@ pub async fn run(as_json: bool) -> anyhow::Result<bool> {
         println!(
             "{}",
             json!({"gpus": gpus, "driver_present": gpu::driver_present(),
-                   "cuda_driver": gpu::driver_version(), "results": rows, "ok": all_ok})
+                   "cuda_driver": gpu::driver_version(), "libraries": libraries,
+                   "nvrtc": nvrtc, "compiled": compiled, "results": rows, "ok": all_ok})
         );
-    } else if gpus.is_empty() {
+        return Ok(all_ok);
+    }
+    for l in libraries {
+        println!(
+            "library {:<7} {}",
+            l.library,
+            l.found.as_deref().unwrap_or("not found")
+        );
+    }
+    match &nvrtc {
+        None => println!("kernels: not compiled (no NVRTC)"),
+        Some(version) => {
+            let passed = compiled.iter().filter(|r| r["ok"] == json!(true)).count();
+            println!(
+                "kernels: {passed} of {} compile with NVRTC {version} for {}",
+                compiled.len(),
+                arch.as_deref().unwrap_or("its default architecture")
+            );
+            for r in compiled.iter().filter(|r| r["ok"] != json!(true)) {
+                println!("  {} ({}): {}", r["kind"], r["entry"], r["error"]);
+            }
+        }
+    }
+    if gpus.is_empty() {
         println!(
             "no usable CUDA GPU on this machine (driver present: {}); nothing to test",
             gpu::driver_present()

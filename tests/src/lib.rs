@@ -55,6 +55,27 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The directory holding NVRTC (`libnvrtc.so.13`): `$FLEET_TEST_NVRTC_DIR`,
+/// else the wheel `scripts/install-servers` puts in `.tools/venv`.
+pub fn nvrtc_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("FLEET_TEST_NVRTC_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/lib");
+    let found = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|python| python.path().join("site-packages/nvidia/cu13/lib"))
+        .find(|dir| dir.join("libnvrtc.so.13").exists());
+    found.with_context(|| {
+        format!(
+            "NVRTC not found under {}: run scripts/install-servers (or set FLEET_TEST_NVRTC_DIR)",
+            lib.display()
+        )
+    })
+}
+
 /// Settings of one test fleet.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {

@@ -90,7 +90,7 @@ where
     let a_dev: CudaSlice<T> = stream.clone_htod(&a).map_err(cuda)?;
     let b_dev: CudaSlice<T> = stream.clone_htod(&b).map_err(cuda)?;
     let mut c_dev: CudaSlice<T> = stream.alloc_zeros(m * n).map_err(cuda)?;
-    let blas = CudaBlas::new(stream.clone()).map_err(|e| format!("cuBLAS: {e:?}"))?;
+    let blas = dev.blas()?;
     let cfg = GemmConfig {
         transa: cublasOperation_t::CUBLAS_OP_N,
         transb: cublasOperation_t::CUBLAS_OP_N,

@@ -8,17 +8,22 @@
 //! out of GPU memory says so (the job is retried, elsewhere when possible),
 //! never crashing the agent.
 
+pub mod compile;
 pub mod kernel;
 pub mod matmul;
+pub mod module_cache;
 pub mod reduce;
 pub mod saxpy;
 pub mod vector_add;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
+use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
-use cudarc::nvrtc::CompileError;
+
+use module_cache::ModuleCache;
 
 /// Every CUDA kind the agent runs.
 pub const KINDS: &[&str] = &[
@@ -28,6 +33,16 @@ pub const KINDS: &[&str] = &[
     matmul::KIND,
     kernel::KIND,
 ];
+
+/// The built-in kernels: kind, CUDA C source and entry point.
+pub const BUILT_IN_KERNELS: &[(&str, &str, &str)] = &[
+    (vector_add::KIND, vector_add::SOURCE, vector_add::ENTRY),
+    (saxpy::KIND, saxpy::SOURCE, saxpy::ENTRY),
+    (reduce::KIND, reduce::SOURCE, reduce::ENTRY),
+];
+
+/// Timed runs of a bandwidth kernel, after one untimed warm-up run.
+pub const TIMED_RUNS: u32 = 10;
 
 /// Runs CUDA kind `kind` on device `index` (blocking).
 pub fn run(
@@ -57,7 +72,10 @@ pub struct Device {
     pub index: usize,
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
-    modules: Mutex<HashMap<String, Arc<CudaModule>>>,
+    /// What kernels are compiled for (`compute_90` on an H100).
+    pub arch: Option<String>,
+    modules: Mutex<ModuleCache<Arc<CudaModule>>>,
+    blas: Mutex<Option<Arc<CudaBlas>>>,
 }
 
 fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
@@ -82,12 +100,15 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
         return Ok(d.clone());
     }
     let ctx = CudaContext::new(index).map_err(|e| cuda_error(e, index))?;
+    let (major, minor) = ctx.compute_capability().map_err(|e| cuda_error(e, index))?;
     let stream = ctx.default_stream();
     let d = Arc::new(Device {
         index,
         ctx,
         stream,
-        modules: Mutex::new(HashMap::new()),
+        arch: compile::arch_for(major, minor),
+        modules: Mutex::new(ModuleCache::new(module_cache::CAPACITY)),
+        blas: Mutex::new(None),
     });
     devices.insert(index, d.clone());
     Ok(d)
@@ -103,12 +124,12 @@ impl Device {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             match modules.get(source) {
-                Some(m) => m.clone(),
+                Some(m) => m,
                 None => {
-                    let ptx = cudarc::nvrtc::compile_ptx(source).map_err(compile_error)?;
+                    let compiled = compile::compile(source, self.arch.as_deref())?;
                     let m = self
                         .ctx
-                        .load_module(ptx)
+                        .load_module(compiled.ptx)
                         .map_err(|e| cuda_error(e, self.index))?;
                     modules.insert(source.to_string(), m.clone());
                     m
@@ -118,6 +139,21 @@ impl Device {
         module
             .load_function(entry)
             .map_err(|e| format!("kernel entry point {entry:?} not found: {e}"))
+    }
+
+    /// This device's cuBLAS handle, created on first use: creating one
+    /// costs milliseconds and a workspace allocation, too much per job.
+    pub fn blas(&self) -> Result<Arc<CudaBlas>, String> {
+        let mut blas = self
+            .blas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = blas.as_ref() {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(CudaBlas::new(self.stream.clone()).map_err(|e| format!("cuBLAS: {e:?}"))?);
+        *blas = Some(b.clone());
+        Ok(b)
     }
 
     /// Fails before any allocation when the device lacks `bytes` of free
@@ -138,6 +174,25 @@ impl Device {
         }
         Ok(())
     }
+
+    /// The mean milliseconds of one `launch` over [`TIMED_RUNS`], after an
+    /// untimed warm-up (the first launch of a module pays for loading it,
+    /// and the clocks rise). The launches queue back to back between two
+    /// synchronizes, so the host's timer measures the device's work.
+    pub fn time_launches(
+        &self,
+        mut launch: impl FnMut() -> Result<(), DriverError>,
+    ) -> Result<f64, String> {
+        let cuda = |e| cuda_error(e, self.index);
+        launch().map_err(cuda)?;
+        self.stream.synchronize().map_err(cuda)?;
+        let began = Instant::now();
+        for _ in 0..TIMED_RUNS {
+            launch().map_err(cuda)?;
+        }
+        self.stream.synchronize().map_err(cuda)?;
+        Ok(began.elapsed().as_secs_f64() * 1000.0 / f64::from(TIMED_RUNS))
+    }
 }
 
 /// A driver error as job error text; out-of-memory is named as such.
@@ -146,16 +201,6 @@ pub fn cuda_error(e: DriverError, index: usize) -> String {
         format!("GPU out of memory on GPU {index}: {e}")
     } else {
         format!("CUDA error on GPU {index}: {e}")
-    }
-}
-
-/// A compile failure as job error text, with NVRTC's log.
-pub fn compile_error(e: CompileError) -> String {
-    match e {
-        CompileError::CompileError { log, .. } => {
-            format!("kernel does not compile:\n{}", log.to_string_lossy())
-        }
-        other => format!("kernel does not compile: {other:?}"),
     }
 }
 

@@ -2,9 +2,7 @@
 //! tree reduction in shared memory, then one atomic add per block) and
 //! compares with a CPU sum in f64.
 
-use std::time::Instant;
-
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use serde_json::{json, Value};
 
 use super::{cuda_error, device, inputs, positive};
@@ -13,7 +11,8 @@ pub const KIND: &str = "cuda.reduce_sum";
 pub const MAX_N: u64 = 1 << 28;
 const BLOCK: u32 = 256;
 
-const SOURCE: &str = r#"
+pub const ENTRY: &str = "reduce_sum";
+pub const SOURCE: &str = r#"
 extern "C" __global__ void reduce_sum(const float* x, float* out, unsigned int n) {
     __shared__ float part[256];
     unsigned int t = threadIdx.x;
@@ -39,7 +38,7 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
     let n = parse(args)?;
     let dev = device(index)?;
     dev.reserve(4 * n + 4)?;
-    let function = dev.function(SOURCE, "reduce_sum")?;
+    let function = dev.function(SOURCE, ENTRY)?;
     let stream = &dev.stream;
     let cuda = |e| cuda_error(e, index);
     let x = inputs(3, n as usize);
@@ -52,15 +51,21 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     };
-    stream.synchronize().map_err(cuda)?;
-    let began = Instant::now();
-    let mut launch = stream.launch_builder(&function);
-    launch.arg(&x_dev).arg(&mut out_dev).arg(&n32);
     // SAFETY: (const float*, float*, unsigned int) matches the kernel; x
     // holds n elements, out one; the block size equals the shared array.
-    unsafe { launch.launch(config) }.map_err(cuda)?;
-    stream.synchronize().map_err(cuda)?;
-    let device_ms = began.elapsed().as_secs_f64() * 1000.0;
+    let reduce = |out_dev: &mut CudaSlice<f32>| unsafe {
+        stream
+            .launch_builder(&function)
+            .arg(&x_dev)
+            .arg(out_dev)
+            .arg(&n32)
+            .launch(config)
+            .map(|_| ())
+    };
+    let device_ms = dev.time_launches(|| reduce(&mut out_dev))?;
+    // Every run added its sum into out; check one run from zero.
+    stream.memset_zeros(&mut out_dev).map_err(cuda)?;
+    reduce(&mut out_dev).map_err(cuda)?;
     let gpu = stream.clone_dtoh(&out_dev).map_err(cuda)?;
     let gpu_sum = f64::from(gpu.first().copied().unwrap_or(f32::NAN));
     let cpu_sum: f64 = x.iter().map(|v| f64::from(*v)).sum();

@@ -1,8 +1,6 @@
 //! `cuda.vector_add`: `{"n": N}` — adds two N-element f32 vectors on the
 //! GPU with an NVRTC-compiled kernel and checks the sum on the CPU.
 
-use std::time::Instant;
-
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use serde_json::{json, Value};
 
@@ -12,7 +10,8 @@ pub const KIND: &str = "cuda.vector_add";
 /// The largest N accepted: 3 × 4 bytes × N stays under 3 GiB.
 pub const MAX_N: u64 = 1 << 28;
 
-const SOURCE: &str = r#"
+pub const ENTRY: &str = "vector_add";
+pub const SOURCE: &str = r#"
 extern "C" __global__ void vector_add(const float* a, const float* b, float* c, unsigned int n) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) { c[i] = a[i] + b[i]; }
@@ -59,7 +58,7 @@ pub fn parse_n(args: &Value) -> Result<u64, String> {
 pub fn run(index: usize, n: u64) -> Result<Report, String> {
     let dev = device(index)?;
     dev.reserve(3 * 4 * n)?;
-    let function = dev.function(SOURCE, "vector_add")?;
+    let function = dev.function(SOURCE, ENTRY)?;
     let stream = &dev.stream;
     let cuda = |e| cuda_error(e, index);
 
@@ -72,16 +71,19 @@ pub fn run(index: usize, n: u64) -> Result<Report, String> {
     let n32 = n as u32;
     let config = LaunchConfig::for_num_elems(n32);
 
-    stream.synchronize().map_err(cuda)?;
-    let began = Instant::now();
-    let mut launch = stream.launch_builder(&function);
-    launch.arg(&a_dev).arg(&b_dev).arg(&mut c_dev).arg(&n32);
-    // SAFETY: the kernel's signature is (const float*, const float*,
-    // float*, unsigned int) and the arguments match it; all three buffers
-    // hold n elements and the kernel guards i < n.
-    unsafe { launch.launch(config) }.map_err(cuda)?;
-    stream.synchronize().map_err(cuda)?;
-    let device_ms = began.elapsed().as_secs_f64() * 1000.0;
+    // SAFETY (each launch): the kernel's signature is (const float*,
+    // const float*, float*, unsigned int) and the arguments match it; all
+    // three buffers hold n elements and the kernel guards i < n.
+    let device_ms = dev.time_launches(|| unsafe {
+        stream
+            .launch_builder(&function)
+            .arg(&a_dev)
+            .arg(&b_dev)
+            .arg(&mut c_dev)
+            .arg(&n32)
+            .launch(config)
+            .map(|_| ())
+    })?;
 
     let c = stream.clone_dtoh(&c_dev).map_err(cuda)?;
     let mut max_abs_error = 0f32;
