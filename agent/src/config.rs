@@ -42,7 +42,7 @@ pub struct Config {
     pub report_start_after: Duration,
 
     /// Absolute paths of programs `exec` jobs may run (none: no `exec`).
-    #[arg(long, env = "FLEET_ALLOW_EXEC", value_delimiter = ',')]
+    #[arg(long, env = "FLEET_ALLOW_EXEC", value_delimiter = ',', value_parser = path_or_empty)]
     pub allow_exec: Vec<std::path::PathBuf>,
 
     /// Environment variables passed through to `exec` jobs (all others
@@ -89,12 +89,19 @@ pub struct Config {
         long = "cuda-lib-dir",
         env = "FLEET_CUDA_LIB_DIRS",
         value_delimiter = ':',
-        global = true
+        global = true,
+        value_parser = path_or_empty
     )]
     pub cuda_lib_dirs: Vec<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// A path, where an empty one (an environment file's `FLEET_X=`) means
+/// none rather than clap's "a value is required"; users drop empty ones.
+fn path_or_empty(s: &str) -> Result<std::path::PathBuf, std::convert::Infallible> {
+    Ok(std::path::PathBuf::from(s))
 }
 
 /// The GPUs `--simulate-gpus` declares (one flag value, many GPUs).
@@ -132,6 +139,16 @@ pub enum Command {
 }
 
 impl Config {
+    /// The programs `exec` jobs may run, less empty entries.
+    pub fn allowed_commands(&self) -> Vec<std::path::PathBuf> {
+        without_empty(&self.allow_exec)
+    }
+
+    /// The operator's CUDA library directories, less empty entries.
+    pub fn cuda_lib_dirs(&self) -> Vec<std::path::PathBuf> {
+        without_empty(&self.cuda_lib_dirs)
+    }
+
     /// The agent id, from `--id` or the host name.
     pub fn agent_id(&self) -> anyhow::Result<String> {
         let id = match &self.id {
@@ -142,6 +159,14 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid agent id {id:?}: {e}"))?;
         Ok(id)
     }
+}
+
+fn without_empty(paths: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    paths
+        .iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .cloned()
+        .collect()
 }
 
 /// The host name, with every character outside the id alphabet replaced.
@@ -179,5 +204,31 @@ mod command_line_tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Config::command().debug_assert();
+    }
+
+    /// An environment file's `FLEET_CUDA_LIB_DIRS=` means no directory,
+    /// not an agent that refuses to start.
+    #[test]
+    fn empty_path_lists_mean_none() {
+        use clap::Parser;
+        let config = super::Config::try_parse_from([
+            "fleet-agent",
+            "--cuda-lib-dir",
+            "",
+            "--allow-exec",
+            "",
+        ]);
+        let config = config.map_err(|e| e.to_string());
+        assert!(config.is_ok(), "{config:?}");
+        if let Ok(config) = config {
+            assert!(config.cuda_lib_dirs().is_empty());
+            assert!(config.allowed_commands().is_empty());
+        }
+        let config = super::Config::try_parse_from(["fleet-agent", "--cuda-lib-dir", "/a::/b"])
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            config.map(|c| c.cuda_lib_dirs()),
+            Ok(vec!["/a".into(), "/b".into()])
+        );
     }
 }

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let libraries = if simulated && config.command.is_none() {
         Vec::new()
     } else {
-        cuda_libraries::prepare(&cuda_libraries::search_dirs(&config.cuda_lib_dirs))
+        cuda_libraries::prepare(&cuda_libraries::search_dirs(&config.cuda_lib_dirs()))
     };
     match &config.command {
         Some(Command::Selftest { json }) => {
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let agent_id = config.agent_id()?;
     let simulated = config.simulate_gpus.clone().map(|s| s.0);
-    let exec = workloads::exec::ExecPolicy::new(config.allow_exec.clone(), config.exec_env.clone())
+    let exec = workloads::exec::ExecPolicy::new(config.allowed_commands(), config.exec_env.clone())
         .map_err(anyhow::Error::msg)?;
     let mut capabilities = capabilities::detect(&config.tags, simulated, exec.enabled());
     if config.benchmark_on_start && config.simulate_gpus.is_none() && !capabilities.gpus.is_empty()
