@@ -27,9 +27,15 @@ impl Outcome {
     }
 }
 
-/// Compiles `file` for `arch` (or the first local GPU's, or NVRTC's
-/// default) and prints what happened.
-pub fn run(file: &Path, entry: &str, arch: Option<String>) -> anyhow::Result<Outcome> {
+/// Compiles `file` for `arch` (`sm_90`: machine code; `compute_90`: PTX;
+/// default: what a job on the first local GPU would get, else NVRTC's
+/// default PTX) and prints what happened.
+pub fn run(
+    file: &Path,
+    entry: &str,
+    arch: Option<String>,
+    output: Option<&Path>,
+) -> anyhow::Result<Outcome> {
     if !gpu::nvrtc_present() {
         eprintln!(
             "NVRTC is not installed here (or not found: see --cuda-lib-dir); cannot compile kernels"
@@ -50,18 +56,27 @@ pub fn run(file: &Path, entry: &str, arch: Option<String>) -> anyhow::Result<Out
         println!("refused: {} is not UTF-8 text", file.display());
         return Ok(Outcome::Refused);
     };
-    let arch = arch.or_else(local_arch);
-    let compiled = match compile::compile(&source, arch.as_deref()) {
+    let target = match arch {
+        Some(arch) => compile::target_named(&arch),
+        None => local_target().unwrap_or(compile::Target::Ptx(None)),
+    };
+    let compiled = match compile::compile(&source, &target) {
         Ok(c) => c,
         Err(log) => {
             println!("{log}");
             return Ok(Outcome::Refused);
         }
     };
-    let target = compiled
-        .arch
-        .as_deref()
-        .unwrap_or("NVRTC's default architecture");
+    if let Some(output) = output {
+        // PTX comes NUL-terminated, as the driver takes it; a file does not.
+        let image = match compiled.target {
+            compile::Target::Ptx(_) => compiled.image.strip_suffix(&[0]).unwrap_or(&compiled.image),
+            compile::Target::Cubin(_) => &compiled.image[..],
+        };
+        std::fs::write(output, image)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
+    }
+    let target = target.describe();
     if !compiled.has_entry(entry) {
         println!(
             "refused: it compiles for {target}, but defines no kernel named {entry:?} \
@@ -73,15 +88,14 @@ pub fn run(file: &Path, entry: &str, arch: Option<String>) -> anyhow::Result<Out
         .map(|(major, minor)| format!("{major}.{minor}"))
         .unwrap_or_else(|| "?".into());
     println!(
-        "ok: {entry} compiles for {target} with NVRTC {version} ({} bytes of PTX)",
+        "ok: {entry} compiles for {target} with NVRTC {version} ({} bytes)",
         compiled.len()
     );
     Ok(Outcome::Compiles)
 }
 
-/// The architecture of the first local GPU, if there is one.
-fn local_arch() -> Option<String> {
+/// What a job on the first local GPU would compile for, if there is one.
+fn local_target() -> Option<compile::Target> {
     let gpu = gpu::detect().into_iter().next()?;
-    let (major, minor) = gpu.compute_capability.split_once('.')?;
-    compile::arch_for(major.parse().ok()?, minor.parse().ok()?)
+    compile::target_for_capability(&gpu.compute_capability)
 }

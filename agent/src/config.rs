@@ -131,10 +131,14 @@ pub enum Command {
         /// The `extern "C"` kernel the job would launch.
         #[arg(long)]
         entry: String,
-        /// The architecture to compile for, e.g. compute_90 (default:
-        /// NVRTC's own, or the first local GPU's).
+        /// The architecture to compile for: sm_90 for machine code,
+        /// compute_90 for PTX (default: what a job on the first local GPU
+        /// would get, else NVRTC's default PTX).
         #[arg(long)]
         arch: Option<String>,
+        /// Write the compiled PTX or cubin here.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
     },
 }
 

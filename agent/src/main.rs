@@ -51,8 +51,13 @@ async fn main() -> anyhow::Result<()> {
             let ok = selftest::run(*json, &libraries).await?;
             std::process::exit(if ok { 0 } else { 1 });
         }
-        Some(Command::CheckKernel { file, entry, arch }) => {
-            let outcome = check_kernel::run(file, entry, arch.clone())?;
+        Some(Command::CheckKernel {
+            file,
+            entry,
+            arch,
+            output,
+        }) => {
+            let outcome = check_kernel::run(file, entry, arch.clone(), output.as_deref())?;
             std::process::exit(outcome.exit_code());
         }
         None => run(config).await,

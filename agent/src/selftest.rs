@@ -70,8 +70,8 @@ fn check_user_kernel(kind: &str, result: Value) -> Result<Value, String> {
 }
 
 /// Compiles every kernel the agent ships, plus the user-kernel sample,
-/// for `arch`; one row each. Empty without NVRTC.
-fn compile_checks(arch: Option<&str>) -> Vec<Value> {
+/// for `target`; one row each. Empty without NVRTC.
+fn compile_checks(target: &compile::Target) -> Vec<Value> {
     if !gpu::nvrtc_present() {
         return Vec::new();
     }
@@ -80,7 +80,7 @@ fn compile_checks(arch: Option<&str>) -> Vec<Value> {
     kernels
         .into_iter()
         .map(|(kind, source, entry)| {
-            let outcome = compile::compile(source, arch).and_then(|c| {
+            let outcome = compile::compile(source, target).and_then(|c| {
                 if c.has_entry(entry) {
                     Ok(c.len())
                 } else {
@@ -88,9 +88,9 @@ fn compile_checks(arch: Option<&str>) -> Vec<Value> {
                 }
             });
             let mut row =
-                json!({"kind": kind, "entry": entry, "arch": arch, "ok": outcome.is_ok()});
+                json!({"kind": kind, "entry": entry, "target": target.describe(), "ok": outcome.is_ok()});
             match outcome {
-                Ok(bytes) => row["ptx_bytes"] = json!(bytes),
+                Ok(bytes) => row["bytes"] = json!(bytes),
                 Err(e) => row["error"] = json!(e),
             }
             row
@@ -101,11 +101,12 @@ fn compile_checks(arch: Option<&str>) -> Vec<Value> {
 /// Runs the checks and prints a table or JSON; true when all passed.
 pub async fn run(as_json: bool, libraries: &[cuda_libraries::Status]) -> anyhow::Result<bool> {
     let gpus = gpu::detect();
-    let arch = gpus.first().and_then(|g| {
-        let (major, minor) = g.compute_capability.split_once('.')?;
-        compile::arch_for(major.parse().ok()?, minor.parse().ok()?)
-    });
-    let compiled = compile_checks(arch.as_deref());
+    // What jobs on the first GPU compile for; without one, NVRTC's default.
+    let target = gpus
+        .first()
+        .and_then(|g| compile::target_for_capability(&g.compute_capability))
+        .unwrap_or(compile::Target::Ptx(None));
+    let compiled = compile_checks(&target);
     let nvrtc = compile::nvrtc_version().map(|(major, minor)| format!("{major}.{minor}"));
     let mut all_ok = compiled.iter().all(|r| r["ok"] == json!(true));
     let mut rows = Vec::new();
@@ -155,7 +156,7 @@ pub async fn run(as_json: bool, libraries: &[cuda_libraries::Status]) -> anyhow:
             println!(
                 "kernels: {passed} of {} compile with NVRTC {version} for {}",
                 compiled.len(),
-                arch.as_deref().unwrap_or("its default architecture")
+                target.describe()
             );
             for r in compiled.iter().filter(|r| r["ok"] != json!(true)) {
                 println!("  {} ({}): {}", r["kind"], r["entry"], r["error"]);

@@ -61,7 +61,7 @@ fn selftest_finds_nvrtc_by_directory_and_compiles_every_shipped_kernel() -> anyh
     );
     for c in &compiled {
         assert_eq!(c["ok"], true, "{c}");
-        assert!(c["ptx_bytes"].as_u64().is_some_and(|b| b > 0), "{c}");
+        assert!(c["bytes"].as_u64().is_some_and(|b| b > 0), "{c}");
     }
     // No GPU here: nothing ran, and nothing failed.
     assert_eq!(report["results"], Value::Array(vec![]), "{report}");
@@ -80,11 +80,12 @@ fn check_kernel_gives_nvrtcs_verdict_on_a_users_kernel() -> anyhow::Result<()> {
     };
 
     // Double-precision atomics need compute_60 or newer: compiled for the
-    // architecture asked for.
+    // architecture asked for, as PTX for a virtual one...
     let good = write(
         "good.cu",
         b"extern \"C\" __global__ void k(double* x) { atomicAdd(x, 1.0); }\n",
     )?;
+    let ptx = work.path().join("k.ptx").display().to_string();
     let out = agent(
         &[
             "check-kernel",
@@ -93,15 +94,45 @@ fn check_kernel_gives_nvrtcs_verdict_on_a_users_kernel() -> anyhow::Result<()> {
             "k",
             "--arch",
             "compute_90",
+            "--output",
+            &ptx,
         ],
         &dir,
     )?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
     assert!(
-        text(&out.stdout).contains("k compiles for compute_90 with NVRTC 13."),
-        "{}",
-        text(&out.stdout)
+        said.contains("k compiles for compute_90 (PTX) with NVRTC 13."),
+        "{said}"
     );
+    let ptx = std::fs::read_to_string(&ptx)?;
+    assert!(
+        ptx.contains(".target sm_90") && ptx.contains(".entry k("),
+        "{ptx}"
+    );
+
+    // ...and as machine code for a real one: what a job on an H100 loads.
+    let cubin = work.path().join("k.cubin").display().to_string();
+    let out = agent(
+        &[
+            "check-kernel",
+            &good,
+            "--entry",
+            "k",
+            "--arch",
+            "sm_90",
+            "--output",
+            &cubin,
+        ],
+        &dir,
+    )?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("k compiles for sm_90 (cubin)"), "{said}");
+    let image = std::fs::read(&cubin)?;
+    // An ELF file for machine EM_CUDA (190).
+    assert_eq!(image.get(..4), Some(&b"\x7fELF"[..]));
+    assert_eq!(image.get(18..20), Some(&190u16.to_le_bytes()[..]));
 
     // A compile error comes back as NVRTC's log, naming the fault.
     let broken = write(
@@ -117,12 +148,16 @@ fn check_kernel_gives_nvrtcs_verdict_on_a_users_kernel() -> anyhow::Result<()> {
         "{log}"
     );
 
-    // A C++ kernel's name is mangled: the job could never launch it.
+    // A C++ kernel's name is mangled: the job could never launch it (a
+    // cubin's symbols are searched as PTX's entries are).
     let mangled = write(
         "mangled.cu",
         b"__global__ void k(float* x) { x[0] = 1.0f; }\n",
     )?;
-    let out = agent(&["check-kernel", &mangled, "--entry", "k"], &dir)?;
+    let out = agent(
+        &["check-kernel", &mangled, "--entry", "k", "--arch", "sm_90"],
+        &dir,
+    )?;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("defines no kernel named \"k\""),

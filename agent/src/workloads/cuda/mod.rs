@@ -72,8 +72,8 @@ pub struct Device {
     pub index: usize,
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
-    /// What kernels are compiled for (`compute_90` on an H100).
-    pub arch: Option<String>,
+    /// What kernels are compiled for (`sm_90` on an H100).
+    pub target: compile::Target,
     modules: Mutex<ModuleCache<Arc<CudaModule>>>,
     blas: Mutex<Option<Arc<CudaBlas>>>,
 }
@@ -106,7 +106,7 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
         index,
         ctx,
         stream,
-        arch: compile::arch_for(major, minor),
+        target: compile::target_for(major, minor),
         modules: Mutex::new(ModuleCache::new(module_cache::CAPACITY)),
         blas: Mutex::new(None),
     });
@@ -126,10 +126,10 @@ impl Device {
             match modules.get(source) {
                 Some(m) => m,
                 None => {
-                    let compiled = compile::compile(source, self.arch.as_deref())?;
+                    let compiled = compile::compile(source, &self.target)?;
                     let m = self
                         .ctx
-                        .load_module(compiled.ptx)
+                        .load_module(compiled.into_module_image())
                         .map_err(|e| cuda_error(e, self.index))?;
                     modules.insert(source.to_string(), m.clone());
                     m
