@@ -7,7 +7,12 @@
 //!   exactly. There is no shell: `args` go to the program as they are.
 //! - The environment is cleared, then gets only the variables the operator
 //!   passes through (`--exec-env NAME,…`) and `CUDA_VISIBLE_DEVICES` set
-//!   to the job's GPUs (empty: none visible).
+//!   to the job's GPUs (empty: none visible). The job's GPU indices are
+//!   the agent's own, so they go out as the GPUs' UUIDs where the agent
+//!   knows them: the program sees the GPUs the balancer placed the job
+//!   on whatever its own device order or `CUDA_VISIBLE_DEVICES`. Without
+//!   UUIDs they are mapped through the agent's own `CUDA_VISIBLE_DEVICES`
+//!   when it was started with one.
 //! - The program runs in its own process group; when the job is
 //!   cancelled or times out, the whole group is killed (SIGKILL), so
 //!   nothing it started lives on.
@@ -32,6 +37,9 @@ pub struct ExecPolicy {
     pub allowed: Vec<PathBuf>,
     /// Names of environment variables passed through to them.
     pub pass_env: Vec<String>,
+    /// What each of the agent's GPU indices names for a child process:
+    /// the GPUs' UUIDs, else the agent's own `CUDA_VISIBLE_DEVICES` list.
+    pub agent_devices: Option<Vec<String>>,
 }
 
 impl ExecPolicy {
@@ -48,8 +56,62 @@ impl ExecPolicy {
                 p.display()
             ));
         }
-        Ok(ExecPolicy { allowed, pass_env })
+        Ok(ExecPolicy {
+            allowed,
+            pass_env,
+            agent_devices: std::env::var("CUDA_VISIBLE_DEVICES")
+                .ok()
+                .map(|v| split_devices(&v)),
+        })
     }
+}
+
+impl ExecPolicy {
+    /// Names the agent's GPUs by UUID (`uuids` as `(index, uuid)`), when
+    /// every one of them has one.
+    pub fn with_gpu_uuids(mut self, mut uuids: Vec<(u32, String)>) -> ExecPolicy {
+        uuids.sort();
+        let dense = uuids
+            .iter()
+            .enumerate()
+            .all(|(i, (index, _))| *index as usize == i);
+        if dense && !uuids.is_empty() {
+            self.agent_devices = Some(uuids.into_iter().map(|(_, uuid)| uuid).collect());
+        }
+        self
+    }
+}
+
+fn split_devices(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `CUDA_VISIBLE_DEVICES` for a job on the agent's GPUs `gpus`: the same
+/// indices, or the agent's own entries for them where it was started with
+/// a list (indices or UUIDs).
+pub fn visible_devices(gpus: &[u32], agent_devices: Option<&[String]>) -> Result<String, String> {
+    let Some(agent_devices) = agent_devices else {
+        return Ok(gpus
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","));
+    };
+    gpus.iter()
+        .map(|g| {
+            agent_devices.get(*g as usize).cloned().ok_or_else(|| {
+                format!(
+                    "exec: GPU {g} is not one of the agent's CUDA_VISIBLE_DEVICES ({})",
+                    agent_devices.join(",")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|d| d.join(","))
 }
 
 /// A validated request.
@@ -126,6 +188,7 @@ impl Drop for GroupGuard {
 
 /// Runs the request with `gpus` visible.
 pub async fn run(request: Request, gpus: &[u32], policy: &ExecPolicy) -> Result<Value, String> {
+    let visible = visible_devices(gpus, policy.agent_devices.as_deref())?;
     let mut command = tokio::process::Command::new(&request.command);
     command
         .args(&request.args)
@@ -136,13 +199,7 @@ pub async fn run(request: Request, gpus: &[u32], policy: &ExecPolicy) -> Result<
                 .iter()
                 .filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v))),
         )
-        .env(
-            "CUDA_VISIBLE_DEVICES",
-            gpus.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        )
+        .env("CUDA_VISIBLE_DEVICES", visible)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -205,6 +262,35 @@ mod tests {
 
     fn policy(allowed: &[&str]) -> ExecPolicy {
         ExecPolicy::new(allowed.iter().map(PathBuf::from).collect(), vec![]).unwrap_or_default()
+    }
+
+    #[test]
+    fn job_gpus_are_mapped_through_the_agents_own_visible_devices() {
+        assert_eq!(visible_devices(&[1, 3], None), Ok("1,3".into()));
+        assert_eq!(visible_devices(&[], None), Ok(String::new()));
+        // The agent was started with CUDA_VISIBLE_DEVICES=4,5,GPU-ab12:
+        // its GPU 0 is physical 4, its GPU 2 the one with that UUID.
+        let agent = split_devices("4, 5,GPU-ab12");
+        assert_eq!(
+            visible_devices(&[0, 2], Some(&agent)),
+            Ok("4,GPU-ab12".into())
+        );
+        assert!(visible_devices(&[3], Some(&agent)).is_err());
+        // Set but empty: the agent sees no GPU, so no job GPU exists.
+        assert!(visible_devices(&[0], Some(&split_devices(""))).is_err());
+    }
+
+    #[test]
+    fn known_gpu_uuids_name_the_devices_whatever_the_order() {
+        let uuids = vec![(1, "GPU-bbbb".to_string()), (0, "GPU-aaaa".to_string())];
+        let p = ExecPolicy::default().with_gpu_uuids(uuids);
+        assert_eq!(
+            visible_devices(&[1], p.agent_devices.as_deref()),
+            Ok("GPU-bbbb".into())
+        );
+        // A GPU without a UUID (a gap): indices stay as they were.
+        let p = ExecPolicy::default().with_gpu_uuids(vec![(1, "GPU-bbbb".into())]);
+        assert_eq!(p.agent_devices, None);
     }
 
     #[test]

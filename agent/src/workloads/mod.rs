@@ -54,13 +54,14 @@ impl Workloads {
     /// declaring simulated GPUs) keeps every CUDA call away.
     pub fn detect(enforce_timeouts: bool, exec: ExecPolicy, real_gpus: bool) -> Workloads {
         let has_gpu = real_gpus && gpu::driver_present() && gpu::nvrtc_present();
+        let uuids = if real_gpus { gpu::uuids() } else { Vec::new() };
         Workloads {
             has_gpu,
             enforce_timeouts,
             simulation: None,
-            exec,
+            exec: exec.with_gpu_uuids(uuids.clone()),
             telemetry: if has_gpu {
-                Telemetry::open(gpu::uuids())
+                Telemetry::open(uuids)
             } else {
                 Telemetry::none()
             },
