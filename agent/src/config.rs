@@ -50,6 +50,13 @@ pub struct Config {
     #[arg(long, env = "FLEET_EXEC_ENV", value_delimiter = ',')]
     pub exec_env: Vec<String>,
 
+    /// How long a CUDA job may keep its GPU busy after its attempt timed
+    /// out or was cancelled (CUDA work cannot be interrupted) before the
+    /// agent exits with status 75 so the driver frees the GPU; its
+    /// supervisor restarts it. Meanwhile that GPU refuses new jobs.
+    #[arg(long, env = "FLEET_GPU_OVERRUN_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub gpu_overrun_grace: Duration,
+
     /// Measure each GPU (f16 GEMM TFLOP/s, memory GB/s) before
     /// registering, so the balancer's speed score starts from a measurement.
     #[arg(long, env = "FLEET_BENCHMARK_ON_START")]

@@ -100,6 +100,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 !config.fault_no_timeouts,
                 exec.clone(),
                 config.simulate_gpus.is_none(),
+                config.gpu_overrun_grace,
             ),
         )],
         Some(n) => (0..n)

@@ -47,12 +47,21 @@ pub struct Workloads {
     simulation: Option<Simulation>,
     exec: ExecPolicy,
     telemetry: Telemetry,
+    /// GPUs still held by CUDA jobs whose attempts ended.
+    overruns: cuda::overrun::Overruns,
 }
 
 impl Workloads {
     /// The workloads of this machine; `real_gpus` false (for an agent
     /// declaring simulated GPUs) keeps every CUDA call away.
-    pub fn detect(enforce_timeouts: bool, exec: ExecPolicy, real_gpus: bool) -> Workloads {
+    /// `overrun_grace`: how long a CUDA job may hold its GPU after its
+    /// attempt ended before the agent exits to free it.
+    pub fn detect(
+        enforce_timeouts: bool,
+        exec: ExecPolicy,
+        real_gpus: bool,
+        overrun_grace: Duration,
+    ) -> Workloads {
         let has_gpu = real_gpus && gpu::driver_present() && gpu::nvrtc_present();
         let uuids = if real_gpus { gpu::uuids() } else { Vec::new() };
         Workloads {
@@ -65,6 +74,7 @@ impl Workloads {
             } else {
                 Telemetry::none()
             },
+            overruns: cuda::overrun::Overruns::exiting(overrun_grace),
         }
     }
 
@@ -76,6 +86,8 @@ impl Workloads {
             simulation: Some(simulation),
             exec: ExecPolicy::default(),
             telemetry: Telemetry::none(),
+            // Simulated agents run no CUDA.
+            overruns: cuda::overrun::Overruns::exiting(Duration::MAX),
         }
     }
 
@@ -120,9 +132,9 @@ impl Workloads {
                 kind if self.has_gpu && cuda::KINDS.contains(&kind) => {
                     let (kind, args) = (kind.to_string(), a.args.clone());
                     let device = a.gpus.first().copied().unwrap_or(0) as usize;
-                    tokio::task::spawn_blocking(move || cuda::run(&kind, device, &args))
+                    self.overruns
+                        .run(device, &a.job_id, move || cuda::run(&kind, device, &args))
                         .await
-                        .map_err(|e| format!("workload task failed: {e}"))?
                 }
                 other => Err(format!("this agent does not run workload kind {other:?}")),
             }

@@ -12,6 +12,7 @@ pub mod compile;
 pub mod kernel;
 pub mod matmul;
 pub mod module_cache;
+pub mod overrun;
 pub mod reduce;
 pub mod saxpy;
 pub mod vector_add;
