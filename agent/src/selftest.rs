@@ -22,7 +22,11 @@ fn checks() -> Vec<(&'static str, Value, String)> {
     let big = 1u64 << 27;
     let n = 1u64 << 26;
     let mut out = vec![
-        (cuda::vector_add::KIND, json!({"n": big}), format!("n={big}")),
+        (
+            cuda::vector_add::KIND,
+            json!({"n": big}),
+            format!("n={big}"),
+        ),
         (
             cuda::saxpy::KIND,
             json!({"n": n, "a": 2.5}),
