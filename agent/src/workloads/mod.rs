@@ -10,6 +10,9 @@ pub mod exec;
 mod flaky;
 mod sleep;
 
+#[cfg(test)]
+mod gpu_tests;
+
 use std::time::Duration;
 
 use fleet_protocol::Assignment;

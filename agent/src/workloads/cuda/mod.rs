@@ -160,10 +160,17 @@ impl Device {
     /// Fails before any allocation when the device lacks `bytes` of free
     /// memory: the attempt fails cleanly and is retried elsewhere.
     pub fn reserve(&self, bytes: u64) -> Result<(), String> {
-        let (free, total) = self
-            .ctx
-            .mem_get_info()
-            .map_err(|e| cuda_error(e, self.index))?;
+        let cuda = |e| cuda_error(e, self.index);
+        let (free, _) = self.ctx.mem_get_info().map_err(cuda)?;
+        if bytes <= free as u64 {
+            return Ok(());
+        }
+        // Buffers are allocated and freed in stream order (cudarc uses
+        // the driver's memory pool): what the last jobs freed goes back to
+        // the driver, and shows as free, only at the stream's next
+        // synchronization. Only when short, synchronize and look again.
+        self.stream.synchronize().map_err(cuda)?;
+        let (free, total) = self.ctx.mem_get_info().map_err(cuda)?;
         if bytes > free as u64 {
             return Err(format!(
                 "GPU out of memory: needs {} MiB, {} MiB free of {} MiB on GPU {}",
