@@ -175,6 +175,13 @@ async fn a_job_that_does_not_fit_in_free_gpu_memory_fails_and_the_gpu_recovers()
 #[ignore = "needs an NVIDIA GPU: scripts/gpu-check runs it"]
 async fn a_faulting_user_kernel_fails_its_job_and_the_next_job_gets_a_working_gpu() {
     let w = workloads();
+    // A GEMM first, so the faulted device holds a cuBLAS handle too.
+    let gemm = || {
+        let args = json!({"m": 256, "n": 256, "k": 256, "dtype": "f16"});
+        job("cuda.matmul", args, MINUTE)
+    };
+    let r = w.run(&gemm()).await;
+    assert!(r.is_ok(), "the GEMM before the fault: {r:?}");
     let boom = "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  float* wild = (float*)0x10;\n  *wild = a;\n}";
     let e = w
         .run(&scale_job(boom, 1.0, 1024))
@@ -186,6 +193,8 @@ async fn a_faulting_user_kernel_fails_its_job_and_the_next_job_gets_a_working_gp
         .run(&job("cuda.vector_add", json!({"n": 1 << 20}), MINUTE))
         .await;
     assert!(r.is_ok(), "the job after the fault: {r:?}");
+    let r = w.run(&gemm()).await;
+    assert!(r.is_ok(), "the GEMM after the fault: {r:?}");
 }
 
 #[tokio::test]

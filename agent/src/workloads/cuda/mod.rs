@@ -18,6 +18,7 @@ pub mod saxpy;
 pub mod vector_add;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -77,6 +78,25 @@ pub struct Device {
     pub target: compile::Target,
     modules: Mutex<ModuleCache<Arc<CudaModule>>>,
     blas: Mutex<Option<Arc<CudaBlas>>>,
+    /// Its context hit a sticky error ([`evict`]).
+    faulted: AtomicBool,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // cuBLAS cannot free its handle in a faulted context, and cudarc
+        // panics when destroying a handle fails (on whichever thread drops
+        // the device last). A faulted device's handle is left behind: a
+        // few bytes, once per fault, against a panicking heartbeat.
+        if self.faulted.load(Ordering::SeqCst) {
+            let blas = self
+                .blas
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            std::mem::forget(blas);
+        }
+    }
 }
 
 fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
@@ -90,7 +110,9 @@ fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
 /// Forgets a device after a fault, so the next job opens a fresh context
 /// once the faulted one is released.
 pub fn evict(index: usize) {
-    devices().remove(&index);
+    if let Some(faulted) = devices().remove(&index) {
+        faulted.faulted.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The device with this index, opened on first use. Callers must have
@@ -110,6 +132,7 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
         target: compile::target_for(major, minor),
         modules: Mutex::new(ModuleCache::new(module_cache::CAPACITY)),
         blas: Mutex::new(None),
+        faulted: AtomicBool::new(false),
     });
     devices.insert(index, d.clone());
     Ok(d)
