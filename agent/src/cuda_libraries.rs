@@ -55,11 +55,12 @@ impl Library {
 
     /// Libraries in the same directory that must be loaded first, by file
     /// name prefix. A toolkit's libcublas.so names libcublasLt.so as a
-    /// dependency but carries no run path to find it, and NVRTC opens its
-    /// builtins library by name when it compiles.
+    /// dependency but carries no run path to find it, NVRTC opens its
+    /// builtins library by name when it compiles, and NVML (for GPU
+    /// temperature and utilization) ships beside the driver.
     fn companions(self) -> &'static [&'static str] {
         match self {
-            Library::Driver => &[],
+            Library::Driver => &["libnvidia-ml.so."],
             Library::Nvrtc => &["libnvrtc-builtins.so."],
             Library::Cublas => &["libcublasLt.so."],
         }
