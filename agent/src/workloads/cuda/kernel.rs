@@ -29,7 +29,12 @@ pub const KIND: &str = "cuda.kernel";
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 pub const MAX_ARGS: usize = 64;
 pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
-pub const MAX_BASE64_OUTPUT: usize = 4 << 20;
+/// Raw bytes of base64 outputs: encoded (4 bytes per 3) with room for
+/// the rest of the result, they fit the largest result an agent reports
+/// ([`fleet_protocol::defaults::MAX_RESULT_BYTES`]), so a request whose
+/// outputs could not be reported is refused before it runs, not after.
+pub const MAX_BASE64_OUTPUT: usize =
+    (fleet_protocol::defaults::MAX_RESULT_BYTES - 16 * 1024) / 4 * 3;
 /// Dynamic shared memory without opting in per function (48 KiB).
 const MAX_SHARED_BYTES: u32 = 48 * 1024;
 
@@ -514,6 +519,29 @@ mod tests {
         let plan = parse(&with(v, "output_format", json!("base64")))?;
         assert!(plan.base64_outputs);
         Ok(())
+    }
+
+    #[test]
+    fn base64_outputs_are_refused_unless_the_result_could_carry_them() {
+        let request = |len: usize| {
+            let v = with(
+                base(),
+                "args",
+                json!([{"buffer": "x", "dtype": "u8", "len": len}]),
+            );
+            with(v, "output_format", json!("base64"))
+        };
+        assert!(parse(&request(MAX_BASE64_OUTPUT)).is_ok());
+        let e = parse(&request(MAX_BASE64_OUTPUT + 1))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("ask for checksums"), "{e}");
+        // The largest accepted output, encoded, in a result as the job
+        // returns it, is within what the agent may report.
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(vec![0u8; MAX_BASE64_OUTPUT]);
+        let result = json!({"entry": "k", "device_ms": 0.5, "outputs": {"x": {"base64": encoded}}});
+        assert!(result.to_string().len() <= fleet_protocol::defaults::MAX_RESULT_BYTES);
     }
 
     #[test]
