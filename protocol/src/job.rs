@@ -111,6 +111,8 @@ pub enum InvalidJob {
     BadRequirements(String),
     #[error("args nest deeper than {max} levels")]
     TooDeep { max: usize },
+    #[error("{0}")]
+    BadArgs(String),
 }
 
 impl InvalidJob {
@@ -136,6 +138,7 @@ impl InvalidJob {
             InvalidJob::BadReward(_) => "bad_reward",
             InvalidJob::BadRequirements(_) => "bad_requirements",
             InvalidJob::TooDeep { .. } => "too_deep",
+            InvalidJob::BadArgs(_) => "bad_args",
         }
     }
 }
@@ -263,6 +266,7 @@ impl JobSpec {
                 max: defaults::MAX_ARGS_DEPTH,
             });
         }
+        crate::workload_args::check(&self.kind, &self.args).map_err(InvalidJob::BadArgs)?;
         if workload::needs_gpu(&self.kind) && self.requires.gpus == Some(0) {
             return Err(InvalidJob::BadRequirements(format!(
                 "{} runs on a GPU; gpus cannot be 0",
@@ -382,8 +386,21 @@ mod tests {
                 "bad_requirements",
             ),
             (
-                json!({"kind": "cuda.saxpy", "requires": {"gpus": 0}}),
+                json!({"kind": "cuda.saxpy", "args": {"n": 8}, "requires": {"gpus": 0}}),
                 "bad_requirements",
+            ),
+            (json!({"kind": "cuda.saxpy"}), "bad_args"),
+            (
+                json!({"kind": "cuda.matmul", "args": {"m": 8, "n": 8, "k": 0}}),
+                "bad_args",
+            ),
+            (
+                json!({"kind": "cuda.kernel", "args": {"source": "", "entry": "k"}}),
+                "bad_args",
+            ),
+            (
+                json!({"kind": "exec", "args": {"command": "rm"}}),
+                "bad_args",
             ),
             (
                 json!({"kind": "echo", "args": (0..40).fold(json!(1), |v, _| json!([v]))}),

@@ -27,6 +27,7 @@ pub mod streams;
 pub mod subjects;
 pub mod time;
 pub mod workload;
+pub mod workload_args;
 
 pub use assignment::{Assignment, AssignmentBatch, ControlMessage};
 pub use capabilities::{gpus_wanted, Capabilities, GpuInfo};

@@ -114,12 +114,53 @@ fn requirements(kind: String) -> impl Strategy<Value = Requirements> {
 }
 
 /// A submission that passes `validate`.
+/// Arguments `validate` accepts for `kind`: any JSON for kinds the
+/// balancer does not check, well-formed ones for those it does.
+fn valid_args(kind: &str) -> BoxedStrategy<Value> {
+    use fleet_protocol::workload_args::cuda_sizes::{MAX_DIM, MAX_N};
+    match kind {
+        "cuda.vector_add" | "cuda.reduce_sum" => (1..=MAX_N).prop_map(|n| json!({"n": n})).boxed(),
+        "cuda.saxpy" => (1..=MAX_N, proptest::option::of(float()))
+            .prop_map(|(n, a)| match a {
+                Some(a) => json!({"n": n, "a": a}),
+                None => json!({"n": n}),
+            })
+            .boxed(),
+        "cuda.matmul" => (
+            1..=MAX_DIM,
+            1..=MAX_DIM,
+            1..=MAX_DIM,
+            select(vec!["f32", "f16", "bf16"]),
+        )
+            .prop_map(|(m, n, k, dtype)| json!({"m": m, "n": n, "k": k, "dtype": dtype}))
+            .boxed(),
+        "cuda.kernel" => (
+            1..=1024u64,
+            1..=1024u64,
+            1..=4096u64,
+            "[a-z_][a-z0-9_]{0,20}",
+        )
+            .prop_map(|(grid, block, len, entry)| {
+                json!({"source": "extern \"C\" __global__ void k() {}", "entry": entry,
+                       "grid": [grid], "block": [block],
+                       "args": [{"scalar": "u32", "value": len},
+                                {"buffer": "x", "dtype": "f32", "len": len, "init": "random"}],
+                       "outputs": ["x"]})
+            })
+            .boxed(),
+        "exec" => ("(/[a-z0-9._-]{1,12}){1,4}", vec("[^\u{0}]{0,16}", 0..4))
+            .prop_map(|(command, args)| json!({"command": command, "args": args}))
+            .boxed(),
+        _ => json_value().boxed(),
+    }
+}
+
 fn valid_spec() -> impl Strategy<Value = JobSpec> {
     kind().prop_flat_map(|kind| {
         (
             proptest::option::of("[A-Za-z0-9_-]{1,128}"),
             Just(kind.clone()),
-            json_value(),
+            valid_args(&kind),
             proptest::option::of(priority()),
             proptest::option::of(float().prop_map(f64::abs)),
             proptest::option::of(1..=defaults::MAX_JOB_TIMEOUT.as_millis() as u64),
@@ -1024,6 +1065,28 @@ proptest! {
             if let Some(p) = spec.priority {
                 prop_assert_eq!(job.priority, p);
             }
+        }
+    }
+
+    /// Any JSON as a checked kind's arguments: refused as `bad_args`
+    /// exactly when the shared check (the agent's own parser) refuses it,
+    /// and never a panic.
+    #[test]
+    fn arbitrary_args_of_checked_kinds_are_refused_as_bad_args_or_accepted(
+        spec in valid_spec(),
+        kind in select(vec!["cuda.vector_add", "cuda.saxpy", "cuda.reduce_sum", "cuda.matmul", "cuda.kernel", "exec"]),
+        args in json_value(),
+    ) {
+        let spec = JobSpec { kind: kind.to_string(), args: args.clone(), requires: Requirements::default(), ..spec };
+        let verdict = fleet_protocol::workload_args::check(kind, &args);
+        let got = spec.validate("fallback-id");
+        match (&verdict, &got) {
+            (Err(why), Err(e)) => {
+                prop_assert_eq!(e.reason(), "bad_args");
+                prop_assert_eq!(&e.to_string(), why);
+            }
+            (Ok(()), Ok(_)) => {}
+            _ => prop_assert!(false, "check {:?} but validate {:?}", verdict, got.map(|j| j.id)),
         }
     }
 

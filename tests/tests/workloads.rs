@@ -1,12 +1,25 @@
 //! Workloads through the whole fleet: `exec` only where the operator
-//! allowed it, with a clear error for what it did not allow, and CUDA
-//! kinds never sent to an agent without a GPU.
+//! allowed it, with a clear error for what it did not allow, CUDA kinds
+//! never sent to an agent without a GPU, and arguments no agent could run
+//! refused at submission.
 
 use std::time::Duration;
 
-use fleet_protocol::{JobSpec, JobState};
+use fleet_protocol::{subjects, JobSpec, JobState, Rejection};
 use fleet_tests::{wait_until, Fleet, FleetConfig};
-use serde_json::json;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// A well-formed user kernel request.
+fn scale_kernel() -> Value {
+    json!({
+        "source": "extern \"C\" __global__ void scale(float a, float* x) { x[threadIdx.x] *= a; }",
+        "entry": "scale", "grid": [1], "block": [32],
+        "args": [{"scalar": "f32", "value": 2.0},
+                 {"buffer": "x", "dtype": "f32", "len": 32, "init": "random"}],
+        "outputs": ["x"]
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_only_where_allowed_and_refuses_other_commands() -> anyhow::Result<()> {
@@ -56,17 +69,12 @@ async fn cuda_jobs_never_reach_an_agent_without_a_gpu() -> anyhow::Result<()> {
     let fleet = Fleet::start(FleetConfig::with_agents(2, 2)).await?;
     let client = fleet.client().await?;
     let ids = client
-        .submit_many(
-            [
-                "cuda.vector_add",
-                "cuda.saxpy",
-                "cuda.matmul",
-                "cuda.kernel",
-            ]
-            .into_iter()
-            .map(|k| JobSpec::new(k, json!({"n": 1024})))
-            .collect(),
-        )
+        .submit_many(vec![
+            JobSpec::new("cuda.vector_add", json!({"n": 1024})),
+            JobSpec::new("cuda.saxpy", json!({"n": 1024})),
+            JobSpec::new("cuda.matmul", json!({"m": 64, "n": 64, "k": 64})),
+            JobSpec::new("cuda.kernel", scale_kernel()),
+        ])
         .await?;
     let sleep = client
         .submit(JobSpec::new("sleep", json!({"ms": 1})))
@@ -125,5 +133,77 @@ async fn an_oversized_result_fails_the_attempt_with_a_clear_error() -> anyhow::R
         client.wait(&next, Duration::from_secs(20)).await?.state,
         JobState::Succeeded
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_no_agent_could_run_are_refused_at_submission() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+    let nats = fleet.nats_client().await?;
+    let mut rejections = nats.subscribe(subjects::REJECTED).await?;
+    nats.flush().await?;
+    let client = fleet.client().await?;
+
+    let mut oversized = scale_kernel();
+    oversized["args"][1]["len"] = json!(1u64 << 30); // 4 GiB of f32
+    let bad = [
+        (
+            "no-source",
+            "cuda.kernel",
+            json!({"entry": "scale"}),
+            "\"source\" (CUDA C) is required",
+        ),
+        (
+            "huge-buffer",
+            "cuda.kernel",
+            oversized,
+            "buffer x is over 1073741824 bytes",
+        ),
+        (
+            "zero-k",
+            "cuda.matmul",
+            json!({"m": 8, "n": 8, "k": 0}),
+            "\"k\" must be 1..=32768, got 0",
+        ),
+        (
+            "relative",
+            "exec",
+            json!({"command": "rm", "args": ["-rf", "/"]}),
+            "\"command\" (an absolute path) is required",
+        ),
+    ];
+    for (id, kind, args, _) in &bad {
+        client
+            .submit(JobSpec {
+                id: Some(id.to_string()),
+                ..JobSpec::new(*kind, args.clone())
+            })
+            .await?;
+    }
+    // A good job behind them runs: nothing was queued in its way.
+    let good = client
+        .submit(JobSpec::new("echo", json!({"ok": true})))
+        .await?;
+    let r = client.wait(&good, Duration::from_secs(20)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+
+    let mut seen = Vec::new();
+    while seen.len() < bad.len() {
+        let m = tokio::time::timeout(Duration::from_secs(10), rejections.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("rejection subscription ended"))?;
+        seen.push(serde_json::from_slice::<Rejection>(&m.payload)?);
+    }
+    for (id, _, _, why) in &bad {
+        let r = seen
+            .iter()
+            .find(|r| r.job_id.as_deref() == Some(*id))
+            .ok_or_else(|| anyhow::anyhow!("no rejection of {id}: {seen:?}"))?;
+        assert_eq!(r.reason, "bad_args", "{r:?}");
+        assert!(r.error.contains(why), "{id}: {r:?}");
+    }
+    let stats = fleet.stats().await?;
+    assert_eq!(stats["total_jobs_rejected"], bad.len(), "{stats}");
+    assert_eq!(stats["queued_jobs"], 0, "{stats}");
     Ok(())
 }

@@ -22,13 +22,12 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use fleet_protocol::workload_args::exec_request::{self, ExecRequest};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// How much of each output stream the result keeps (the end of it).
 pub const TAIL_BYTES: usize = 16 * 1024;
-const MAX_ARGS: usize = 1024;
-const MAX_ARG_BYTES: usize = 64 * 1024;
 
 /// What the operator allows.
 #[derive(Debug, Clone, Default)]
@@ -115,56 +114,22 @@ pub fn visible_devices(gpus: &[u32], agent_devices: Option<&[String]>) -> Result
 }
 
 /// A validated request.
-#[derive(Debug, PartialEq)]
-pub struct Request {
-    pub command: PathBuf,
-    pub args: Vec<String>,
-}
+pub type Request = ExecRequest;
 
-/// Checks the job's arguments against the policy, before anything runs.
+/// Checks the job's arguments (as the balancer did) and then against this
+/// agent's policy, before anything runs.
 pub fn parse(job_args: &Value, policy: &ExecPolicy) -> Result<Request, String> {
     if !policy.enabled() {
         return Err("exec: this agent allows no commands (--allow-exec)".into());
     }
-    let object = job_args
-        .as_object()
-        .ok_or("exec: arguments must be an object")?;
-    if let Some(key) = object.keys().find(|k| *k != "command" && *k != "args") {
-        return Err(format!("exec: unknown field {key:?}"));
-    }
-    let command = object
-        .get("command")
-        .and_then(Value::as_str)
-        .ok_or("exec: \"command\" (an absolute path) is required")?;
-    let command = PathBuf::from(command);
-    if !policy.allowed.contains(&command) {
+    let request = exec_request::parse(job_args)?;
+    if !policy.allowed.contains(&request.command) {
         return Err(format!(
             "exec: {} is not an allowed command",
-            command.display()
+            request.command.display()
         ));
     }
-    let items = match object.get("args") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items.clone(),
-        Some(_) => return Err("exec: \"args\" must be an array of strings".into()),
-    };
-    if items.len() > MAX_ARGS {
-        return Err(format!(
-            "exec: at most {MAX_ARGS} args, got {}",
-            items.len()
-        ));
-    }
-    let args = items
-        .iter()
-        .map(|a| match a.as_str() {
-            Some(s) if s.len() <= MAX_ARG_BYTES && !s.contains('\0') => Ok(s.to_string()),
-            Some(_) => Err(format!(
-                "exec: each arg must be at most {MAX_ARG_BYTES} bytes, without NUL"
-            )),
-            None => Err("exec: \"args\" must be an array of strings".to_string()),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Request { command, args })
+    Ok(request)
 }
 
 /// Kills the process group if the job's future is dropped before the

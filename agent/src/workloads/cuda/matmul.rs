@@ -10,58 +10,16 @@ use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 use serde_json::{json, Value};
 
-use super::{cuda_error, device, inputs, positive, Device};
+use fleet_protocol::workload_args::cuda_sizes::{self, Matmul, MatmulDtype as Dtype};
+
+use super::{cuda_error, device, inputs, Device};
 
 pub const KIND: &str = "cuda.matmul";
-/// The largest dimension accepted.
-pub const MAX_DIM: u64 = 32_768;
 const REPEATS: u32 = 5;
 const SAMPLES: usize = 32;
 
-/// Element types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F16,
-    Bf16,
-}
-
-impl Dtype {
-    fn size(self) -> u64 {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F16 | Dtype::Bf16 => 2,
-        }
-    }
-}
-
-/// The checked arguments.
-#[derive(Debug, PartialEq)]
-pub struct Request {
-    pub m: u64,
-    pub n: u64,
-    pub k: u64,
-    pub dtype: Dtype,
-}
-
-pub fn parse(args: &Value) -> Result<Request, String> {
-    let dim = |name: &str| positive(args, name, MAX_DIM).map_err(|e| format!("{KIND}: {e}"));
-    let dtype = match args.get("dtype").and_then(Value::as_str).unwrap_or("f32") {
-        "f32" => Dtype::F32,
-        "f16" => Dtype::F16,
-        "bf16" => Dtype::Bf16,
-        other => return Err(format!("{KIND}: dtype {other:?} is not f32, f16 or bf16")),
-    };
-    Ok(Request {
-        m: dim("m")?,
-        n: dim("n")?,
-        k: dim("k")?,
-        dtype,
-    })
-}
-
 pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
-    let r = parse(args)?;
+    let r = cuda_sizes::matmul(args)?;
     let dev = device(index)?;
     dev.reserve(r.dtype.size() * (r.m * r.k + r.k * r.n + r.m * r.n))?;
     match r.dtype {
@@ -73,7 +31,7 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
 
 fn gemm<T>(
     dev: &Device,
-    r: &Request,
+    r: &Matmul,
     from_f32: fn(f32) -> T,
     to_f32: fn(T) -> f32,
 ) -> Result<Value, String>
@@ -142,29 +100,4 @@ where
         "device_ms": seconds * 1000.0, "tflop_per_s": flops / seconds / 1e12,
         "max_sampled_error": max_error,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_bad_arguments_before_touching_cuda() {
-        assert_eq!(
-            parse(&json!({"m": 2, "n": 3, "k": 4, "dtype": "bf16"})),
-            Ok(Request {
-                m: 2,
-                n: 3,
-                k: 4,
-                dtype: Dtype::Bf16
-            })
-        );
-        assert_eq!(
-            parse(&json!({"m": 2, "n": 3, "k": 4})).map(|r| r.dtype),
-            Ok(Dtype::F32)
-        );
-        assert!(parse(&json!({"m": 2, "n": 3, "k": 4, "dtype": "int8"})).is_err());
-        assert!(parse(&json!({"m": 2, "n": 3})).is_err());
-        assert!(parse(&json!({"m": MAX_DIM + 1, "n": 3, "k": 4})).is_err());
-    }
 }

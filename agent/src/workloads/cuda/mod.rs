@@ -235,18 +235,6 @@ pub fn cuda_error(e: DriverError, index: usize) -> String {
     }
 }
 
-/// A `u64` argument `name` in `1..=max`.
-pub fn positive(args: &serde_json::Value, name: &str, max: u64) -> Result<u64, String> {
-    let v = args
-        .get(name)
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| format!("\"{name}\" must be a positive integer"))?;
-    if v == 0 || v > max {
-        return Err(format!("\"{name}\" must be 1..={max}, got {v}"));
-    }
-    Ok(v)
-}
-
 /// A fixed pseudo-random sequence in [-1, 1) (splitmix64), for inputs
 /// that the CPU reference can recompute.
 pub fn inputs(seed: u64, n: usize) -> Vec<f32> {
@@ -266,16 +254,6 @@ pub fn inputs(seed: u64, n: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn argument_checks_come_before_any_cuda_call() {
-        assert_eq!(positive(&json!({"n": 5}), "n", 10), Ok(5));
-        assert!(positive(&json!({"n": 0}), "n", 10).is_err());
-        assert!(positive(&json!({"n": 11}), "n", 10).is_err());
-        assert!(positive(&json!({"n": "5"}), "n", 10).is_err());
-        assert!(positive(&json!({}), "n", 10).is_err());
-    }
 
     #[test]
     fn inputs_are_repeatable_and_bounded() {

@@ -5,10 +5,11 @@
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use serde_json::{json, Value};
 
-use super::{cuda_error, device, inputs, positive};
+use fleet_protocol::workload_args::cuda_sizes;
+
+use super::{cuda_error, device, inputs};
 
 pub const KIND: &str = "cuda.reduce_sum";
-pub const MAX_N: u64 = 1 << 28;
 const BLOCK: u32 = 256;
 
 pub const ENTRY: &str = "reduce_sum";
@@ -30,12 +31,8 @@ extern "C" __global__ void reduce_sum(const float* x, float* out, unsigned int n
 }
 "#;
 
-pub fn parse(args: &Value) -> Result<u64, String> {
-    positive(args, "n", MAX_N).map_err(|e| format!("{KIND}: {e}"))
-}
-
 pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
-    let n = parse(args)?;
+    let n = cuda_sizes::reduce_sum(args)?;
     let dev = device(index)?;
     dev.reserve(4 * n + 4)?;
     let function = dev.function(SOURCE, ENTRY)?;
@@ -83,16 +80,4 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
         "device_ms": device_ms,
         "gb_per_s": 4.0 * n as f64 / (device_ms / 1000.0) / 1e9,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_bad_sizes() {
-        assert!(parse(&json!({"n": 0})).is_err());
-        assert!(parse(&json!({"n": MAX_N + 1})).is_err());
-        assert_eq!(parse(&json!({"n": 10})), Ok(10));
-    }
 }

@@ -4,10 +4,11 @@
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use serde_json::{json, Value};
 
-use super::{cuda_error, device, inputs, positive};
+use fleet_protocol::workload_args::cuda_sizes;
+
+use super::{cuda_error, device, inputs};
 
 pub const KIND: &str = "cuda.saxpy";
-pub const MAX_N: u64 = 1 << 28;
 
 pub const ENTRY: &str = "saxpy";
 pub const SOURCE: &str = r#"
@@ -17,22 +18,8 @@ extern "C" __global__ void saxpy(float a, const float* x, float* y, unsigned int
 }
 "#;
 
-/// The checked arguments.
-pub fn parse(args: &Value) -> Result<(u64, f32), String> {
-    let n = positive(args, "n", MAX_N).map_err(|e| format!("{KIND}: {e}"))?;
-    let a = match args.get("a") {
-        None => 2.0,
-        Some(v) => {
-            v.as_f64()
-                .filter(|a| a.is_finite())
-                .ok_or_else(|| format!("{KIND}: \"a\" must be a finite number"))? as f32
-        }
-    };
-    Ok((n, a))
-}
-
 pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
-    let (n, a) = parse(args)?;
+    let (n, a) = cuda_sizes::saxpy(args)?;
     let dev = device(index)?;
     dev.reserve(2 * 4 * n)?;
     let function = dev.function(SOURCE, ENTRY)?;
@@ -79,17 +66,4 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
         "device_ms": device_ms,
         "gb_per_s": 3.0 * 4.0 * n as f64 / (device_ms / 1000.0) / 1e9,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_bad_arguments_before_touching_cuda() {
-        assert_eq!(parse(&json!({"n": 8})), Ok((8, 2.0)));
-        assert_eq!(parse(&json!({"n": 8, "a": 0.5})), Ok((8, 0.5)));
-        assert!(parse(&json!({"n": 8, "a": "x"})).is_err());
-        assert!(parse(&json!({"n": 0})).is_err());
-    }
 }

@@ -4,11 +4,11 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use serde_json::{json, Value};
 
-use super::{cuda_error, device, positive};
+use fleet_protocol::workload_args::cuda_sizes;
+
+use super::{cuda_error, device};
 
 pub const KIND: &str = "cuda.vector_add";
-/// The largest N accepted: 3 × 4 bytes × N stays under 3 GiB.
-pub const MAX_N: u64 = 1 << 28;
 
 pub const ENTRY: &str = "vector_add";
 pub const SOURCE: &str = r#"
@@ -32,7 +32,7 @@ pub struct Report {
 
 /// Parses `{"n": N}` and runs on `index`.
 pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
-    let n = parse_n(args)?;
+    let n = cuda_sizes::vector_add(args)?;
     let r = run(index, n)?;
     if !r.correct {
         return Err(format!(
@@ -47,11 +47,6 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
         "device_ms": r.device_ms,
         "gb_per_s": r.gb_per_s,
     }))
-}
-
-/// Reads N from the arguments, refusing what cannot run.
-pub fn parse_n(args: &Value) -> Result<u64, String> {
-    positive(args, "n", MAX_N).map_err(|e| format!("{KIND}: {e}"))
 }
 
 /// Runs the kernel on `index` and compares with the CPU.
@@ -101,18 +96,4 @@ pub fn run(index: usize, n: u64) -> Result<Report, String> {
         device_ms,
         gb_per_s: bytes / (device_ms / 1000.0) / 1e9,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_bad_sizes_before_touching_cuda() {
-        assert!(parse_n(&json!({})).is_err());
-        assert!(parse_n(&json!({"n": 0})).is_err());
-        assert!(parse_n(&json!({"n": -3})).is_err());
-        assert!(parse_n(&json!({"n": MAX_N + 1})).is_err());
-        assert_eq!(parse_n(&json!({"n": 1024})), Ok(1024));
-    }
 }
