@@ -18,6 +18,32 @@ fn agent(args: &[&str], dir: &Path) -> anyhow::Result<Output> {
         .output()?)
 }
 
+/// `check-kernel` on `source` (entry `k`) for `arch`, writing the image to
+/// `file`: what it said, and the image.
+fn compile_to(
+    source: &str,
+    arch: &str,
+    file: &Path,
+    dir: &Path,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let file_arg = file.display().to_string();
+    let out = agent(
+        &[
+            "check-kernel",
+            source,
+            "--entry",
+            "k",
+            "--arch",
+            arch,
+            "--output",
+            &file_arg,
+        ],
+        dir,
+    )?;
+    anyhow::ensure!(out.status.code() == Some(0), "{}", text(&out.stderr));
+    Ok((text(&out.stdout), std::fs::read(file)?))
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -85,51 +111,20 @@ fn check_kernel_gives_nvrtcs_verdict_on_a_users_kernel() -> anyhow::Result<()> {
         "good.cu",
         b"extern \"C\" __global__ void k(double* x) { atomicAdd(x, 1.0); }\n",
     )?;
-    let ptx = work.path().join("k.ptx").display().to_string();
-    let out = agent(
-        &[
-            "check-kernel",
-            &good,
-            "--entry",
-            "k",
-            "--arch",
-            "compute_90",
-            "--output",
-            &ptx,
-        ],
-        &dir,
-    )?;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let said = text(&out.stdout);
+    let (said, ptx) = compile_to(&good, "compute_90", &work.path().join("k.ptx"), &dir)?;
     assert!(
         said.contains("k compiles for compute_90 (PTX) with NVRTC 13."),
         "{said}"
     );
-    let ptx = std::fs::read_to_string(&ptx)?;
+    let ptx = String::from_utf8_lossy(&ptx);
     assert!(
         ptx.contains(".target sm_90") && ptx.contains(".entry k("),
         "{ptx}"
     );
 
     // ...and as machine code for a real one: what a job on an H100 loads.
-    let cubin = work.path().join("k.cubin").display().to_string();
-    let out = agent(
-        &[
-            "check-kernel",
-            &good,
-            "--entry",
-            "k",
-            "--arch",
-            "sm_90",
-            "--output",
-            &cubin,
-        ],
-        &dir,
-    )?;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let said = text(&out.stdout);
+    let (said, image) = compile_to(&good, "sm_90", &work.path().join("k.cubin"), &dir)?;
     assert!(said.contains("k compiles for sm_90 (cubin)"), "{said}");
-    let image = std::fs::read(&cubin)?;
     // An ELF file for machine EM_CUDA (190).
     assert_eq!(image.get(..4), Some(&b"\x7fELF"[..]));
     assert_eq!(image.get(18..20), Some(&190u16.to_le_bytes()[..]));

@@ -60,12 +60,20 @@ fn scale_job(source: &str, a: f32, n: u64) -> Assignment {
 
 const SCALE: &str = "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] = a * x[i];\n}";
 
-/// The sum `scale` must produce from the workload's random inputs.
-fn scaled_sum(a: f32, n: u64) -> f64 {
-    super::cuda::inputs(21, n as usize)
+/// Asserts `r` is `scale`'s result over the workload's random inputs.
+fn assert_scaled(r: &Result<Value, String>, a: f32, n: u64, what: &str) {
+    let expected: f64 = super::cuda::inputs(21, n as usize)
         .iter()
         .map(|x| f64::from(a * x))
-        .sum()
+        .sum();
+    let sum = r
+        .as_ref()
+        .ok()
+        .and_then(|r| r["outputs"]["x"]["sum"].as_f64());
+    assert!(
+        sum.is_some_and(|s| (s - expected).abs() <= 1e-3 * expected.abs().max(1.0)),
+        "{what}: {r:?}, expected sum {expected}"
+    );
 }
 
 #[tokio::test]
@@ -89,15 +97,7 @@ async fn every_cuda_kind_runs_and_checks_itself_through_the_job_path() {
         assert!(tf.is_some_and(|t| t > 0.0), "matmul {dtype}: {r:?}");
     }
     let r = w.run(&scale_job(SCALE, 2.0, n)).await;
-    let sum = r
-        .as_ref()
-        .ok()
-        .and_then(|r| r["outputs"]["x"]["sum"].as_f64());
-    let expected = scaled_sum(2.0, n);
-    assert!(
-        sum.is_some_and(|s| (s - expected).abs() <= 1e-3 * expected.abs().max(1.0)),
-        "user kernel: {r:?}, expected sum {expected}"
-    );
+    assert_scaled(&r, 2.0, n, "user kernel");
 }
 
 #[tokio::test]
@@ -241,15 +241,7 @@ async fn more_distinct_user_kernels_than_a_gpu_keeps_all_run() {
         let source = format!("{SCALE}\n// kernel {k}\n");
         let a = 1.0 + k as f32;
         let r = w.run(&scale_job(&source, a, n)).await;
-        let sum = r
-            .as_ref()
-            .ok()
-            .and_then(|r| r["outputs"]["x"]["sum"].as_f64());
-        let expected = scaled_sum(a, n);
-        assert!(
-            sum.is_some_and(|s| (s - expected).abs() <= 1e-3 * expected.abs().max(1.0)),
-            "kernel {k}: {r:?}, expected {expected}"
-        );
+        assert_scaled(&r, a, n, &format!("kernel {k}"));
     }
 }
 
