@@ -19,7 +19,7 @@ pub mod vector_add;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use cudarc::cublas::CudaBlas;
@@ -107,20 +107,44 @@ fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Forgets a device after a fault, so the next job opens a fresh context
-/// once the faulted one is released.
+/// Devices evicted after a fault, until a fresh context proved healthy.
+fn faulted() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Device>>> {
+    static FAULTED: OnceLock<Mutex<HashMap<usize, Weak<Device>>>> = OnceLock::new();
+    FAULTED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets a device after a fault (a kernel's illegal access leaves its
+/// context unusable), so the next job opens a fresh context once every
+/// user of the faulted one has let it go.
 pub fn evict(index: usize) {
-    if let Some(faulted) = devices().remove(&index) {
-        faulted.faulted.store(true, Ordering::SeqCst);
+    let mut devices = devices();
+    if let Some(gone) = devices.remove(&index) {
+        gone.faulted.store(true, Ordering::SeqCst);
+        faulted().insert(index, Arc::downgrade(&gone));
     }
 }
 
 /// The device with this index, opened on first use. Callers must have
 /// checked that the driver is present ([`crate::gpu::driver_present`]).
+///
+/// After a fault, the primary context is reset only when its last user
+/// releases it: until then no new device is opened (a job gets an error,
+/// and is retried), and the first one opened after is tested. If it is
+/// still broken, the agent exits to let the driver reset the GPU
+/// ([`overrun::exit_to_free`]).
 pub fn device(index: usize) -> Result<Arc<Device>, String> {
     let mut devices = devices();
     if let Some(d) = devices.get(&index) {
         return Ok(d.clone());
+    }
+    let recovering = faulted().get(&index).map(Weak::strong_count);
+    if recovering.is_some_and(|users| users > 0) {
+        return Err(format!(
+            "GPU {index} is still releasing a context a kernel fault broke; retry"
+        ));
     }
     let ctx = CudaContext::new(index).map_err(|e| cuda_error(e, index))?;
     let (major, minor) = ctx.compute_capability().map_err(|e| cuda_error(e, index))?;
@@ -134,6 +158,16 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
         blas: Mutex::new(None),
         faulted: AtomicBool::new(false),
     });
+    if recovering.is_some() {
+        if let Err(e) = d.probe() {
+            overrun::exit_to_free(
+                index,
+                &format!("its context is still broken after a kernel fault ({e})"),
+            );
+        }
+        tracing::info!(gpu = index, "fresh CUDA context after a kernel fault");
+        faulted().remove(&index);
+    }
     devices.insert(index, d.clone());
     Ok(d)
 }
@@ -163,6 +197,15 @@ impl Device {
         module
             .load_function(entry)
             .map_err(|e| format!("kernel entry point {entry:?} not found: {e}"))
+    }
+
+    /// One allocation and a synchronize: fails in a context a fault left
+    /// with a sticky error.
+    fn probe(&self) -> Result<(), DriverError> {
+        let one = self.stream.alloc_zeros::<u8>(1)?;
+        self.stream.synchronize()?;
+        drop(one);
+        self.stream.synchronize()
     }
 
     /// This device's cuBLAS handle, created on first use: creating one

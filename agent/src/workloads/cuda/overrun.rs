@@ -21,6 +21,19 @@ use tokio::sync::watch;
 /// The agent's exit status when a GPU stays held by a job past its grace.
 pub const EXIT_GPU_WEDGED: i32 = 75;
 
+/// Ends the agent with [`EXIT_GPU_WEDGED`] because GPU `gpu` cannot be
+/// freed or repaired from inside the process (`why`); the driver resets
+/// its context when the process ends, and the supervisor restarts it.
+pub fn exit_to_free(gpu: usize, why: &str) -> ! {
+    tracing::error!(
+        gpu,
+        why,
+        "exiting so the driver frees the GPU (the supervisor restarts the agent)"
+    );
+    eprintln!("fleet-agent: GPU {gpu}: {why}; exiting with status {EXIT_GPU_WEDGED} to free it");
+    std::process::exit(EXIT_GPU_WEDGED);
+}
+
 /// What to do when a GPU stays wedged: in the agent, log and exit.
 pub type OnWedged = Arc<dyn Fn(usize, &str) + Send + Sync>;
 
@@ -55,13 +68,10 @@ impl Overruns {
         Overruns::new(
             grace,
             Arc::new(|gpu, job_id| {
-                tracing::error!(
+                exit_to_free(
                     gpu,
-                    job_id,
-                    "a CUDA job still holds the GPU past its timeout and grace; \
-                     exiting so the driver frees it (the supervisor restarts the agent)"
-                );
-                std::process::exit(EXIT_GPU_WEDGED);
+                    &format!("CUDA job {job_id} still holds it past its timeout and grace"),
+                )
             }),
         )
     }
