@@ -65,6 +65,12 @@ pub struct Config {
     #[arg(long, env = "FLEET_SCORE_WEIGHTS", default_value = "0.5,0.3,0.2", value_parser = Weights::parse)]
     pub score_weights: Weights,
 
+    /// How long a finished job (succeeded, dead or cancelled) stays
+    /// readable before Redis deletes it, e.g. `7d`; its id may be used
+    /// again after that. Default: kept forever.
+    #[arg(long, env = "FLEET_RETAIN_FINISHED", value_parser = positive_duration)]
+    pub retain_finished: Option<Duration>,
+
     /// A queued job no live agent can run is dead-lettered after this long.
     #[arg(long, env = "FLEET_UNSCHEDULABLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub unschedulable_timeout: Duration,
@@ -100,6 +106,16 @@ impl Config {
     }
 }
 
+/// A duration above zero (`0s` would delete every job as it finishes;
+/// leaving the flag out keeps them forever).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be above zero; leave it out to keep jobs forever".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod command_line_tests {
     use clap::CommandFactory;
@@ -110,5 +126,14 @@ mod command_line_tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Config::command().debug_assert();
+    }
+
+    #[test]
+    fn a_zero_retention_is_refused() {
+        assert!(super::positive_duration("0s").is_err());
+        assert_eq!(
+            super::positive_duration("7d"),
+            Ok(std::time::Duration::from_secs(7 * 86_400))
+        );
     }
 }

@@ -37,6 +37,7 @@ pub struct Scripts {
     pub drain: Script,
     pub stealable: Script,
     pub steal: Script,
+    pub retain: Script,
 }
 
 impl Scripts {
@@ -51,6 +52,7 @@ impl Scripts {
             drain: script!("lua/drain.lua"),
             stealable: script!("lua/stealable.lua"),
             steal: script!("lua/steal.lua"),
+            retain: script!("lua/retain.lua"),
             enqueue: script!("lua/enqueue.lua"),
             peek: script!("lua/peek.lua"),
             assign: script!("lua/assign.lua"),

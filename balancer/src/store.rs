@@ -262,6 +262,18 @@ impl Store {
 
     /// One sweep: silent agents and overdue leases, at most `limit` each;
     /// either check can be left out.
+    /// Records the retention of finished jobs (`None`: forever) for the
+    /// scripts that finish jobs, and drops dead letters older than it from
+    /// their index; returns how many it dropped.
+    pub async fn retain(&self, now_ms: u64, retain: Option<Duration>) -> StoreResult<u64> {
+        self.fenced(&self.scripts.retain)
+            .arg(now_ms)
+            .arg(retain.map_or(0, |r| r.as_millis().max(1) as u64))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)
+    }
+
     pub async fn expire(
         &self,
         now_ms: u64,

@@ -73,6 +73,12 @@ pub async fn run(
                 break;
             }
         }
+        match store.retain(now_ms(), config.retain_finished).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(dropped, "dead letters past their retention dropped"),
+            Err(StoreError::NotLeader) => anyhow::bail!("sweeper: no longer leading"),
+            Err(e) => tracing::warn!(error = %e, "cannot apply the retention of finished jobs"),
+        }
         // Also the scheduler's fallback wake-up: health changes that no
         // event announces (an agent going silent) are noticed here.
         wake.notify_one();

@@ -23,6 +23,7 @@
 //! | `P:leader` | string | `<balancer id>:<epoch>`, the leadership lease (with a TTL) |
 //! | `P:leader:epoch` | string | leadership counter: each new leader's epoch |
 //! | `P:stats` | hash | fleet-wide counters behind the stats document |
+//! | `P:config` | hash | `retain_finished_ms`: the leader's retention of finished jobs (`0`: forever) |
 
 /// The default prefix `P`.
 pub const DEFAULT_PREFIX: &str = "fleet:{fleet}";
@@ -96,5 +97,9 @@ impl Keys {
 
     pub fn stats(&self) -> String {
         format!("{}:stats", self.prefix)
+    }
+
+    pub fn config(&self) -> String {
+        format!("{}:config", self.prefix)
     }
 }

@@ -560,3 +560,105 @@ async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> any
     assert_eq!(late, ["stale", "not_lease_holder"]);
     Ok(())
 }
+
+/// The remaining time to live of a job's hash, in ms (-1: none, -2: gone).
+async fn ttl_ms(store: &Store, id: &str) -> anyhow::Result<i64> {
+    Ok(store.conn().pttl(store.keys().job(id)).await?)
+}
+
+#[tokio::test]
+async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "retain").await?;
+    register(&store, "a", 4, 0).await?;
+    let retain = Duration::from_secs(60);
+    assert_eq!(store.retain(NOW, Some(retain)).await?, 0);
+    let config: HashMap<String, String> = store.conn().hgetall(store.keys().config()).await?;
+    assert_eq!(
+        config.get("retain_finished_ms").map(String::as_str),
+        Some("60000")
+    );
+    let due = |ttl: i64| ttl > 0 && ttl <= 60_000;
+
+    // Succeeded.
+    admit(&store, "ok", Some(placement("a", &[]))).await?;
+    let reply = event(&store, "completed", &["a", "ok", "1", "{}", "3"], NOW + 5).await?;
+    assert_eq!(reply[0], "accepted", "{reply:?}");
+    assert!(due(ttl_ms(&store, "ok").await?));
+
+    // Dead-lettered on its only attempt.
+    let (outcomes, _) = store
+        .admit(
+            &[JobSpec {
+                max_attempts: Some(1),
+                ..JobSpec::new("echo", json!({}))
+            }
+            .validate("dies")?],
+            &[Some(placement("a", &[]))],
+            NOW,
+            (LEASE_DEADLINE, PREFETCH_DEADLINE),
+        )
+        .await?;
+    assert_eq!(outcomes, [Enqueued::Leased]);
+    let reply = event(&store, "failed", &["a", "dies", "1", "boom", "2"], NOW + 6).await?;
+    assert_eq!(reply[0], "dead", "{reply:?}");
+    assert!(due(ttl_ms(&store, "dies").await?));
+
+    // Cancelled while queued.
+    admit(&store, "stop", None).await?;
+    store.cancel("stop", NOW + 7).await?;
+    assert!(due(ttl_ms(&store, "stop").await?));
+
+    // A job still queued or running is never due.
+    admit(&store, "waits", None).await?;
+    assert_eq!(ttl_ms(&store, "waits").await?, -1);
+
+    // Retried, the dead job is queued again and kept.
+    assert_eq!(store.retry("dies", NOW + 8).await?, Ok(()));
+    assert_eq!(ttl_ms(&store, "dies").await?, -1);
+
+    // A late event about a job whose hash is gone recreates nothing.
+    let reply = event(&store, "failed", &["a", "gone", "1", "x", "1"], NOW + 9).await?;
+    assert_eq!(reply[0], "unknown_job", "{reply:?}");
+    assert!(store.job("gone").await?.is_none());
+
+    // Dead letters older than the retention leave their index.
+    store
+        .conn()
+        .zadd::<_, _, _, ()>(store.keys().dead(), "old", NOW)
+        .await?;
+    store
+        .conn()
+        .zadd::<_, _, _, ()>(store.keys().dead(), "recent", NOW + 50_000)
+        .await?;
+    let now = NOW + 60_000 + 1;
+    assert_eq!(store.retain(now, Some(retain)).await?, 1);
+    let left: Vec<String> = store.conn().zrange(store.keys().dead(), 0, -1).await?;
+    assert_eq!(left, ["recent"]);
+
+    // Without a retention, finished jobs are kept.
+    assert_eq!(store.retain(now, None).await?, 0);
+    admit(&store, "kept", None).await?;
+    store.cancel("kept", now).await?;
+    assert_eq!(ttl_ms(&store, "kept").await?, -1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_job_hash_past_its_retention_is_gone_and_its_id_free_again() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "expiry").await?;
+    store.retain(NOW, Some(Duration::from_millis(50))).await?;
+    admit(&store, "brief", None).await?;
+    store.cancel("brief", NOW).await?;
+    fleet_tests::wait_until(Duration::from_secs(10), "the job hash expired", || async {
+        Ok(store.job("brief").await?.is_none())
+    })
+    .await?;
+    // The same id is a new job now, not a duplicate.
+    assert_eq!(admit(&store, "brief", None).await?, Enqueued::Queued);
+    Ok(())
+}

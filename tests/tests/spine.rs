@@ -402,3 +402,36 @@ async fn leased_at_intake(fleet: &Fleet) -> anyhow::Result<f64> {
     let n = fleet_tests::metrics::get(&samples, "fleet_jobs_total{event=\"leased_at_intake\"}");
     Ok(if n.is_nan() { 0.0 } else { n })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_are_deleted_after_the_retention_and_running_ones_are_not(
+) -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig {
+        balancer_args: vec!["--retain-finished".into(), "1s".into()],
+        ..FleetConfig::with_agents(1, 2)
+    })
+    .await?;
+    let client = fleet.client().await?;
+    let done = client.submit(JobSpec::new("echo", json!({"i": 1}))).await?;
+    let r = client.wait(&done, Duration::from_secs(20)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    let running = client.submit(sleep_job(60_000)).await?;
+    wait_until(Duration::from_secs(20), "the long job running", || async {
+        Ok(fleet.job(&running).await?["state"] == "running")
+    })
+    .await?;
+
+    let status = |id: String| {
+        let url = format!("{}/api/jobs/{id}", fleet.balancer_url());
+        async move { Ok::<_, anyhow::Error>(reqwest::get(&url).await?.status()) }
+    };
+    assert_eq!(status(done.clone()).await?, reqwest::StatusCode::OK);
+    wait_until(Duration::from_secs(20), "the finished job deleted", || {
+        let check = status(done.clone());
+        async move { Ok(check.await? == reqwest::StatusCode::NOT_FOUND) }
+    })
+    .await?;
+    // The running job outlives the retention untouched.
+    assert_eq!(fleet.job(&running).await?["state"], "running");
+    Ok(())
+}

@@ -31,5 +31,6 @@ else
 end
 redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now,
   'error', 'cancelled by operator')
+retire(id)
 stat('cancelled')
 return {'cancelled', j[1], j[3] or '', j[2], history}

@@ -33,6 +33,7 @@ local function on_completed(agent, id, attempt, result, duration_ms, now)
       'gpus', '', 'history', history)
     redis.call('HINCRBY', k_agent(agent), 'succeeded', 1)
     record_perf_kind(agent, job[7], true, duration_ms)
+    retire(id)
     stat('succeeded')
     return {'accepted', history, job[8] or '', job[9] or '', job[10] or '',
       job[11] or '', job[12] or ''}

@@ -18,6 +18,7 @@ local K_LEADER = P .. ':leader'
 local K_SEEN = P .. ':agents:seen'
 local K_DEAD = P .. ':dead'
 local K_PARKED = P .. ':parked'
+local K_CONFIG = P .. ':config'
 
 -- Aborts the script unless ARGV[2] is the current leadership token.
 local function require_leader()
@@ -170,10 +171,21 @@ local function lease_to(id, agent, attempt, gpus, devices, timeout_ms, now, dead
   redis.call('ZADD', K_LEASES, deadline, id)
 end
 
+-- A job that just finished (succeeded, dead, cancelled) is deleted by
+-- Redis after the leader's retention (P:config, set by retain.lua; none:
+-- kept forever). Its id may then be used again.
+local function retire(id)
+  local ms = tonumber(redis.call('HGET', K_CONFIG, 'retain_finished_ms'))
+  if ms and ms > 0 then
+    redis.call('PEXPIRE', k_job(id), ms)
+  end
+end
+
 -- Ends a job as dead: terminal, listed among the dead letters.
 local function bury(id, err, now)
   redis.call('HSET', k_job(id), 'state', 'dead', 'error', err, 'finished_at', now)
   redis.call('ZADD', K_DEAD, now, id)
+  retire(id)
   stat('dead')
 end
 

@@ -22,6 +22,8 @@ redis.call('HSET', key, 'state', 'queued', 'attempt_base', j[2],
   'unschedulable_reason', '', 'unschedulable_since', '',
   'requeued_at', ARGV[3])
 redis.call('ZREM', K_DEAD, id)
+-- Queued again: no longer finished, so no longer due for deletion.
+redis.call('PERSIST', key)
 push_queue(id, rank)
 stat('retried_by_operator')
 return {'queued'}
