@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "FLEET_RETAIN_FINISHED", value_parser = positive_duration)]
     pub retain_finished: Option<Duration>,
 
+    /// An agent dead for this long, holding nothing, is forgotten: it
+    /// leaves the agent list, the stats and /metrics, and its records are
+    /// deleted (it registers as new if it comes back).
+    #[arg(long, env = "FLEET_FORGET_AGENTS_AFTER", default_value = "24h", value_parser = positive_duration)]
+    pub forget_agents_after: Duration,
+
     /// A queued job no live agent can run is dead-lettered after this long.
     #[arg(long, env = "FLEET_UNSCHEDULABLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub unschedulable_timeout: Duration,

@@ -300,6 +300,11 @@ impl Directory {
         }
     }
 
+    /// The sweeper forgot the agent (dead long enough, holding nothing).
+    pub fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
     /// The sweeper declared the agent dead.
     pub fn mark_dead(&self, id: &str) {
         if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {

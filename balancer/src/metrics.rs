@@ -11,6 +11,10 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+/// How long a gauge series outlives its last update.
+const GAUGE_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Installs the process-wide recorder; `None` if one already exists.
 pub fn install() -> Option<PrometheusHandle> {
@@ -21,6 +25,9 @@ pub fn install() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
         .ok()?
+        // Every gauge is set at each scrape from the stats document, so a
+        // series not set for this long belongs to an agent that is gone.
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
         .install_recorder()
         .ok()
 }

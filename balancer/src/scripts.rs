@@ -38,6 +38,7 @@ pub struct Scripts {
     pub stealable: Script,
     pub steal: Script,
     pub retain: Script,
+    pub forget: Script,
 }
 
 impl Scripts {
@@ -53,6 +54,7 @@ impl Scripts {
             stealable: script!("lua/stealable.lua"),
             steal: script!("lua/steal.lua"),
             retain: script!("lua/retain.lua"),
+            forget: script!("lua/forget.lua"),
             enqueue: script!("lua/enqueue.lua"),
             peek: script!("lua/peek.lua"),
             assign: script!("lua/assign.lua"),

@@ -274,6 +274,23 @@ impl Store {
             .map_err(StoreError::from_script)
     }
 
+    /// Forgets up to `limit` agents dead since before `now_ms - after`
+    /// that hold nothing; returns their ids.
+    pub async fn forget_agents(
+        &self,
+        now_ms: u64,
+        after: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        self.fenced(&self.scripts.forget)
+            .arg(now_ms)
+            .arg(after.as_millis() as u64)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from_script)
+    }
+
     pub async fn expire(
         &self,
         now_ms: u64,

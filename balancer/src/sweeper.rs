@@ -24,6 +24,9 @@ const LIMIT: usize = 1_000;
 /// Every this many sweeps, the agents' performance history is re-read
 /// from Redis (the scripts keep it as jobs finish).
 const PERF_REFRESH_TICKS: u64 = 5;
+/// Every this many sweeps, agents dead past --forget-agents-after are
+/// forgotten (the pass reads every agent's state).
+const FORGET_TICKS: u64 = 30;
 
 pub async fn run(
     js: jetstream::Context,
@@ -83,6 +86,21 @@ pub async fn run(
         // event announces (an agent going silent) are noticed here.
         wake.notify_one();
         ticks += 1;
+        if ticks.is_multiple_of(FORGET_TICKS) {
+            match store
+                .forget_agents(now_ms(), config.forget_agents_after, LIMIT)
+                .await
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        tracing::info!(agent_id = %id, after = ?config.forget_agents_after, "dead agent forgotten");
+                        directory.forget(&id);
+                    }
+                }
+                Err(StoreError::NotLeader) => anyhow::bail!("sweeper: no longer leading"),
+                Err(e) => tracing::warn!(error = %e, "cannot forget dead agents"),
+            }
+        }
         if ticks.is_multiple_of(PERF_REFRESH_TICKS) {
             match store.load_perf(&directory.ids()).await {
                 Ok(perf) => directory.set_perf(perf),

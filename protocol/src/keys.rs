@@ -12,7 +12,7 @@
 //! | `P:queue` | sorted set | queued job ids, score = (3 − priority rank) · 2⁴⁴ + arrival |
 //! | `P:leases` | sorted set | leased job ids by lease deadline (ms) |
 //! | `P:seq` | string | arrival counter |
-//! | `P:agents` | set | every agent id ever registered |
+//! | `P:agents` | set | every agent id registered and not yet forgotten (dead past `--forget-agents-after`) |
 //! | `P:agent:<id>` | hash | one agent: slots, capabilities, liveness, counters |
 //! | `P:agent:<id>:jobs` | set | job ids leased to that agent |
 //! | `P:agent:<id>:gpus` | hash | device index → the job holding that GPU |

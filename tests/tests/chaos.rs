@@ -514,3 +514,34 @@ async fn an_attempt_lost_to_a_dead_agent_is_spared() -> anyhow::Result<()> {
     assert_eq!(audit["ok"], true, "audit: {audit}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_agent_is_forgotten_after_the_limit() -> anyhow::Result<()> {
+    let mut config = FleetConfig::quick_detection(2, 2);
+    config
+        .balancer_args
+        .extend(["--forget-agents-after".into(), "1s".into()]);
+    let mut fleet = Fleet::start(config).await?;
+    wait_until(Duration::from_secs(20), "both agents", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 2)
+    })
+    .await?;
+    fleet.agents[1].kill9();
+    let listed = |stats: &serde_json::Value, id: &str| {
+        stats["agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["agent_id"] == id))
+    };
+    wait_until(Duration::from_secs(20), "agent-1 declared dead", || async {
+        let stats = fleet.stats().await?;
+        Ok(stats["healthy_agents"] == 1 && listed(&stats, "agent-1"))
+    })
+    .await?;
+    wait_until(Duration::from_secs(30), "agent-1 forgotten", || async {
+        let stats = fleet.stats().await?;
+        Ok(!listed(&stats, "agent-1") && listed(&stats, "agent-0"))
+    })
+    .await?;
+    assert!(fleet.balancer_log().contains("dead agent forgotten"));
+    Ok(())
+}

@@ -662,3 +662,67 @@ async fn a_job_hash_past_its_retention_is_gone_and_its_id_free_again() -> anyhow
     assert_eq!(admit(&store, "brief", None).await?, Enqueued::Queued);
     Ok(())
 }
+
+#[tokio::test]
+async fn agents_dead_past_the_limit_and_holding_nothing_are_forgotten() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "forget").await?;
+    for agent in ["idle", "holding"] {
+        register(&store, agent, 2, 0).await?;
+    }
+    // Both fall silent and are declared dead.
+    let died = NOW + HEARTBEAT_TIMEOUT.as_millis() as u64 + 1;
+    let lost = store
+        .expire(
+            died,
+            HEARTBEAT_TIMEOUT,
+            10,
+            (true, false),
+            HEARTBEAT_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(lost.len(), 2, "{lost:?}");
+    // A job still recorded against one (which expire never leaves, but a
+    // forgotten agent must never take one with it).
+    store
+        .conn()
+        .sadd::<_, _, ()>(store.keys().agent_jobs("holding"), "j")
+        .await?;
+    register(&store, "alive", 2, 0).await?;
+    let after = Duration::from_secs(3600);
+    let limit = after.as_millis() as u64;
+
+    // Not dead long enough yet.
+    assert!(store
+        .forget_agents(died + limit - 1, after, 10)
+        .await?
+        .is_empty());
+    // Past the limit: the idle one goes, with every record of it.
+    assert_eq!(
+        store.forget_agents(died + limit + 1, after, 10).await?,
+        ["idle"]
+    );
+    let agents: Vec<String> = store.conn().smembers(store.keys().agents()).await?;
+    let mut agents = agents;
+    agents.sort();
+    assert_eq!(agents, ["alive", "holding"]);
+    let keys = store.keys();
+    for key in [
+        keys.agent("idle"),
+        keys.agent_perf("idle"),
+        keys.agent_gpus("idle"),
+    ] {
+        let exists: bool = store.conn().exists(&key).await?;
+        assert!(!exists, "{key} is left");
+    }
+    assert_eq!(counter(&store, "agents_forgotten").await?, 1);
+    // A forgotten agent that comes back registers as new.
+    register(&store, "idle", 2, 0).await?;
+    assert!(store
+        .load_agents()
+        .await?
+        .iter()
+        .any(|a| a.id == "idle" && a.alive));
+    Ok(())
+}
