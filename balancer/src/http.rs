@@ -265,10 +265,34 @@ async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Respons
     let Some(store) = state.leader.get() else {
         return not_leader();
     };
+    // The result a producer's `wait` would read until the retry ends is
+    // the old, dead one: note which it is, to remove it once the job is
+    // queued again (and not a newer one, if the retry already finished).
+    let results = state
+        .js
+        .get_stream(fleet_protocol::streams::RESULTS)
+        .await
+        .ok();
+    let subject = fleet_protocol::subjects::result(&id);
+    let old_result = match &results {
+        Some(stream) => stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .ok()
+            .map(|m| m.sequence),
+        None => None,
+    };
     match store.retry(&id, now_ms()).await {
         Ok(Ok(())) => {
             tracing::info!(job_id = %id, "job re-queued by operator");
             state.wake.notify_one();
+            if let (Some(stream), Some(seq)) = (&results, old_result) {
+                // Purges this subject's messages below seq + 1: the old
+                // result only.
+                if let Err(e) = stream.purge().filter(&subject).sequence(seq + 1).await {
+                    tracing::warn!(job_id = %id, error = %e, "cannot remove the old result; a wait may return it");
+                }
+            }
             Json(json!({"job_id": id, "state": "queued"})).into_response()
         }
         Ok(Err(s)) if s == "unknown" => error(StatusCode::NOT_FOUND, format!("no job {id}")),

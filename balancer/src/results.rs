@@ -4,26 +4,50 @@
 //! with a `Nats-Msg-Id` naming the job, its attempt count and its state,
 //! so publishing the same outcome again (after a crash, or a redelivered
 //! event) stores it once, while a later outcome of the same job (after an
-//! operator's retry) is stored anew. Dead-lettered jobs are also announced
-//! on `fleet.dead`.
+//! operator's retry) is stored anew. Outcomes the sweeper or an operator
+//! decide (once, not on a redeliverable event) add the time they were
+//! decided to the id. Dead-lettered jobs are also announced on
+//! `fleet.dead`.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use fleet_protocol::{subjects, AttemptRecord, JobResult, JobState};
 
-/// Starts publishing `result`; await the returned future for the ack.
+/// Starts publishing `result`, the outcome of an agent event; await the
+/// returned future for the ack. Its message id names the job, its attempt
+/// count and its state, so a redelivered event's result is stored once.
 pub async fn publish(
     js: &jetstream::Context,
     result: &JobResult,
 ) -> anyhow::Result<PublishAckFuture> {
-    let body = serde_json::to_vec(result)?;
-    let message_id = format!(
+    publish_as(js, result, event_message_id(result)).await
+}
+
+fn event_message_id(result: &JobResult) -> String {
+    format!(
         "result-{}-{}-{}",
         result.job_id,
         result.attempts.len(),
         result.state.as_str()
-    );
+    )
+}
+
+/// The message id of an outcome decided once, by the sweeper or an
+/// operator: the event form plus when it was decided. A cancellation of a
+/// queued job, or a job dead as unschedulable, adds no attempt, so after
+/// an operator's retry the same outcome again would otherwise carry the
+/// same id and be dropped as a duplicate within JetStream's window.
+fn decided_message_id(result: &JobResult) -> String {
+    format!("{}-{}", event_message_id(result), result.finished_at_ms)
+}
+
+async fn publish_as(
+    js: &jetstream::Context,
+    result: &JobResult,
+    message_id: String,
+) -> anyhow::Result<PublishAckFuture> {
+    let body = serde_json::to_vec(result)?;
     let ack = js
         .send_publish(
             subjects::result(&result.job_id),
@@ -43,8 +67,10 @@ pub async fn publish(
 /// an operator's): the state is already in Redis either way.
 pub async fn publish_reliably(js: &jetstream::Context, result: &JobResult) {
     let mut backoff = Duration::from_millis(100);
+    // One id for every try: a try whose ack was lost is stored once.
+    let message_id = decided_message_id(result);
     for _ in 0..10 {
-        let stored = match publish(js, result).await {
+        let stored = match publish_as(js, result, message_id.clone()).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
@@ -78,5 +104,38 @@ pub fn dead(job_id: &str, history_json: &str, now_ms: u64) -> JobResult {
         attempts,
         finished_at_ms: now_ms,
         timing: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cancelled_at(finished_at_ms: u64) -> JobResult {
+        JobResult {
+            job_id: "j".into(),
+            state: JobState::Cancelled,
+            result: None,
+            error: Some("cancelled by operator".into()),
+            agent_id: None,
+            attempts: Vec::new(),
+            finished_at_ms,
+            timing: None,
+        }
+    }
+
+    #[test]
+    fn a_redelivered_outcome_keeps_its_id_and_a_decided_one_is_told_apart_by_time() {
+        // The same event's result, built again later: one id.
+        assert_eq!(
+            event_message_id(&cancelled_at(1)),
+            event_message_id(&cancelled_at(2))
+        );
+        // A queued job cancelled, retried and cancelled again adds no
+        // attempt: only the time tells the two outcomes apart.
+        assert_ne!(
+            decided_message_id(&cancelled_at(1)),
+            decided_message_id(&cancelled_at(2))
+        );
     }
 }

@@ -545,3 +545,69 @@ async fn a_dead_agent_is_forgotten_after_the_limit() -> anyhow::Result<()> {
     assert!(fleet.balancer_log().contains("dead agent forgotten"));
     Ok(())
 }
+
+/// A producer waiting on a job an operator just retried gets the retry's
+/// outcome, not the old dead-letter result still in the results stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_after_a_retry_gets_the_new_outcome() -> anyhow::Result<()> {
+    let fleet = Fleet::start(FleetConfig::quick_detection(1, 2)).await?;
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec {
+            id: Some("comeback".into()),
+            max_attempts: Some(3),
+            ..JobSpec::new("flaky", json!({"fail_attempts": 3, "ms": 200}))
+        })
+        .await?;
+    let d = client.wait(&id, Duration::from_secs(30)).await?;
+    assert_eq!(d.state, JobState::Dead, "{d:?}");
+
+    let retried = reqwest::Client::new()
+        .post(format!("{}/api/jobs/comeback/retry", fleet.balancer_url()))
+        .send()
+        .await?;
+    assert!(retried.status().is_success());
+    let r = client.wait(&id, Duration::from_secs(30)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert_eq!(r.result, Some(json!({"attempt": 4})));
+    Ok(())
+}
+
+/// A queued job cancelled, retried and cancelled again within JetStream's
+/// duplicate window gets its second result too (no attempt tells the two
+/// apart), and a `wait` between them does not return the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_again_after_a_retry_gets_a_new_result() -> anyhow::Result<()> {
+    // No agent offers CUDA here: the job stays queued (parked).
+    let fleet = Fleet::start(FleetConfig::quick_detection(1, 1)).await?;
+    let client = fleet.client().await?;
+    let id = client
+        .submit(JobSpec {
+            id: Some("twice".into()),
+            ..JobSpec::new("cuda.vector_add", json!({"n": 64}))
+        })
+        .await?;
+    let http = reqwest::Client::new();
+    let post = |what: &str| {
+        http.post(format!("{}/api/jobs/twice/{what}", fleet.balancer_url()))
+            .send()
+    };
+    wait_until(Duration::from_secs(10), "the job queued", || async {
+        Ok(fleet.job(&id).await?["state"] == "queued")
+    })
+    .await?;
+    assert!(post("cancel").await?.status().is_success());
+    let first = client.wait(&id, Duration::from_secs(10)).await?;
+    assert_eq!(first.state, JobState::Cancelled, "{first:?}");
+
+    assert!(post("retry").await?.status().is_success());
+    assert_eq!(fleet.job(&id).await?["state"], "queued");
+    assert!(post("cancel").await?.status().is_success());
+    let second = client.wait(&id, Duration::from_secs(10)).await?;
+    assert_eq!(second.state, JobState::Cancelled, "{second:?}");
+    assert!(
+        second.finished_at_ms > first.finished_at_ms,
+        "the second cancellation's own result: {first:?} then {second:?}"
+    );
+    Ok(())
+}
