@@ -175,6 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             directory.clone(),
             wake.clone(),
             watch.clone(),
+            activity.clone(),
             config.clone(),
         ));
         let held = tokio::select! {

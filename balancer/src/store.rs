@@ -157,6 +157,8 @@ pub enum Expired {
     Requeued {
         job_id: String,
         agent_id: String,
+        /// Why the attempt failed (agent lost, never started, timed out).
+        error: String,
     },
     Dead {
         job_id: String,
@@ -319,7 +321,11 @@ impl Store {
                 let (job_id, agent_id) = (f[1].clone(), f[2].clone());
                 Some(match f[0].as_str() {
                     "agent_lost" => Expired::AgentLost(agent_id),
-                    "requeued" => Expired::Requeued { job_id, agent_id },
+                    "requeued" => Expired::Requeued {
+                        job_id,
+                        agent_id,
+                        error: f[3].clone(),
+                    },
                     "dead" => Expired::Dead {
                         job_id,
                         agent_id,

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::control;
 use crate::directory::Directory;
+use crate::rate::{Activity, Failure};
 use crate::results;
 use crate::store::{Expired, Store, StoreError};
 use crate::watch::Watch;
@@ -34,6 +35,7 @@ pub async fn run(
     directory: Arc<Directory>,
     wake: Arc<Notify>,
     watch: Arc<Watch>,
+    activity: Arc<Activity>,
     config: Arc<Config>,
 ) -> anyhow::Result<()> {
     let mut ticks: u64 = 0;
@@ -70,7 +72,7 @@ pub async fn run(
             };
             let more = outcomes.len() >= LIMIT;
             for outcome in outcomes {
-                handle(&js, &directory, outcome).await;
+                handle(&js, &directory, &activity, outcome).await;
             }
             if !more {
                 break;
@@ -110,15 +112,35 @@ pub async fn run(
     }
 }
 
-async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired) {
+/// Acts on one outcome of a sweep. Failed attempts also go to the
+/// dashboard's list of recent failures, as an agent's own failures do.
+async fn handle(
+    js: &jetstream::Context,
+    directory: &Directory,
+    activity: &Activity,
+    outcome: Expired,
+) {
+    let failed = |job_id: &str, agent_id: &str, error: Option<String>| {
+        activity.failed(Failure {
+            at_ms: now_ms(),
+            job_id: job_id.to_string(),
+            agent_id: agent_id.to_string(),
+            error: error.unwrap_or_else(|| "lease expired".into()),
+        });
+    };
     match outcome {
         Expired::AgentLost(agent) => {
             tracing::warn!(agent_id = %agent, "agent lost: no heartbeat within the timeout; its leases are re-queued");
             metrics::counter!("fleet_agents_lost_total").increment(1);
             directory.mark_dead(&agent);
         }
-        Expired::Requeued { job_id, agent_id } => {
-            tracing::info!(job_id = %job_id, agent_id = %agent_id, "lease expired; job re-queued");
+        Expired::Requeued {
+            job_id,
+            agent_id,
+            error,
+        } => {
+            tracing::info!(job_id = %job_id, agent_id = %agent_id, %error, "lease expired; job re-queued");
+            failed(&job_id, &agent_id, Some(error));
             crate::metrics::jobs("failed_attempt", 1);
             crate::metrics::jobs("retried", 1);
             directory.released(&agent_id, &job_id, false);
@@ -135,6 +157,7 @@ async fn handle(js: &jetstream::Context, directory: &Directory, outcome: Expired
             directory.released(&agent_id, &job_id, false);
             directory.mark_suspect(&agent_id);
             let result = results::dead(&job_id, &history, now_ms());
+            failed(&job_id, &agent_id, result.error.clone());
             results::publish_reliably(js, &result).await;
         }
         Expired::Unschedulable {

@@ -385,9 +385,43 @@ async fn hung_job_is_cancelled_and_retried_elsewhere() -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| e.context(hanging_log))?;
+    // The dashboard lists the timeout among recent failures, as it lists
+    // failures agents report.
+    let snapshot = dashboard_snapshot(&fleet).await?;
+    let failures = snapshot["failures"].as_array().cloned().unwrap_or_default();
+    assert!(
+        failures.iter().any(|f| f["job_id"] == id.as_str()
+            && f["agent_id"] == "hangs"
+            && f["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("timed out"))),
+        "{failures:?}"
+    );
     let audit = fleet.audit().await?;
     assert_eq!(audit["ok"], true, "audit: {audit}");
     Ok(())
+}
+
+/// The first snapshot the dashboard's event stream sends.
+async fn dashboard_snapshot(fleet: &Fleet) -> anyhow::Result<Value> {
+    let mut stream = reqwest::get(format!("{}/api/stream", fleet.balancer_url())).await?;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // An event ends with a blank line; its data is one `data:` line.
+        if let Some(end) = text.find("\n\n") {
+            if let Some(data) = text[..end].lines().find_map(|l| l.strip_prefix("data:")) {
+                return Ok(serde_json::from_str(data.trim())?);
+            }
+            text.drain(..end + 2);
+            continue;
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .map_err(|_| anyhow::anyhow!("no dashboard snapshot within 10 s"))??;
+        let chunk = chunk.ok_or_else(|| anyhow::anyhow!("the dashboard stream ended"))?;
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }
 
 /// A leader paused past its lease is replaced; when it resumes, its writes

@@ -533,7 +533,8 @@ async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> any
         swept,
         vec![Expired::Requeued {
             job_id: "j1".into(),
-            agent_id: "a".into()
+            agent_id: "a".into(),
+            error: "not started within the accept timeout".into(),
         }]
     );
     let w = whereabouts(&store, "j1", &["a", "b"]).await?;

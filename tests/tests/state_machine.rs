@@ -2039,7 +2039,9 @@ fn assigned(a: Assigned) -> String {
 fn expired(e: Expired) -> String {
     match e {
         Expired::AgentLost(a) => format!("agent_lost:{a}"),
-        Expired::Requeued { job_id, agent_id } => format!("requeued:{job_id}:{agent_id}"),
+        Expired::Requeued {
+            job_id, agent_id, ..
+        } => format!("requeued:{job_id}:{agent_id}"),
         Expired::Dead {
             job_id, agent_id, ..
         } => format!("dead:{job_id}:{agent_id}"),

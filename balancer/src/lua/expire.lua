@@ -17,7 +17,7 @@
 -- per call; the caller calls again while a call hits the limit.
 -- Returns 4 fields per outcome: kind, job_id or agent_id, agent_id, extra:
 --   'agent_lost', agent, agent, ''
---   'requeued', job, agent, ''
+--   'requeued', job, agent, error
 --   'dead', job, agent, history
 --   'cancel', job, agent, attempt
 --   'unschedulable', job, error, history
@@ -38,7 +38,7 @@ local function emit(kind, id, agent, extra)
 end
 local function fail(id, agent, attempt, err)
   local r = fail_attempt(id, agent, attempt, err, 0, now)
-  emit(r[1], id, agent, r[2] or '')
+  emit(r[1], id, agent, r[2] or err)
 end
 
 -- An attempt lost to the infrastructure (its agent died, or never
