@@ -421,22 +421,30 @@ impl Store {
                 ))
             }
             _ => {
+                // No index for these states: scan the job keys, reading
+                // states 500 at a time and stopping at `limit`, so a
+                // listing never holds every key of a large keyspace.
                 let prefix = self.keys.job("");
                 let mut found = Vec::new();
+                let mut scanning = self.conn.clone();
                 let mut iter: redis::AsyncIter<String> =
-                    conn.scan_match(format!("{prefix}*")).await?;
-                let mut keys = Vec::new();
-                while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                    keys.push(key?);
-                }
-                drop(iter);
-                for chunk in keys.chunks(500) {
+                    scanning.scan_match(format!("{prefix}*")).await?;
+                let mut chunk = Vec::with_capacity(500);
+                loop {
+                    let next = futures::StreamExt::next(&mut iter).await;
+                    let done = next.is_none();
+                    if let Some(key) = next {
+                        chunk.push(key?);
+                    }
+                    if chunk.len() < 500 && !done {
+                        continue;
+                    }
                     let mut pipe = redis::pipe();
-                    for key in chunk {
+                    for key in &chunk {
                         pipe.hget(key, "state");
                     }
                     let states: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-                    for (key, st) in chunk.iter().zip(states) {
+                    for (key, st) in chunk.drain(..).zip(states) {
                         if state.is_none() || st.as_deref() == state {
                             found.push(key.trim_start_matches(&prefix).to_string());
                             if found.len() >= limit {
@@ -444,8 +452,10 @@ impl Store {
                             }
                         }
                     }
+                    if done {
+                        return Ok(found);
+                    }
                 }
-                Ok(found)
             }
         }
     }

@@ -727,3 +727,25 @@ async fn agents_dead_past_the_limit_and_holding_nothing_are_forgotten() -> anyho
         .any(|a| a.id == "idle" && a.alive));
     Ok(())
 }
+
+#[tokio::test]
+async fn listing_jobs_without_an_index_reads_the_keyspace_in_chunks() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = leader_on(&redis, "listing").await?;
+    let jobs = (0..1_234)
+        .map(|i| job(&format!("j{i}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    store.enqueue(&jobs, NOW).await?;
+
+    // More than two chunks of 500, then the rest: every job once.
+    let mut all = store.job_ids(None, 10_000).await?;
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1_234);
+    // Stops at the limit, across a chunk boundary.
+    assert_eq!(store.job_ids(None, 777).await?.len(), 777);
+    // A state none has: the whole keyspace read, nothing found.
+    assert!(store.job_ids(Some("succeeded"), 10).await?.is_empty());
+    Ok(())
+}
