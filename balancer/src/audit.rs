@@ -75,6 +75,11 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
         }
         let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await?;
         for (key, row) in chunk.iter().zip(rows) {
+            // Deleted since the scan listed it: a finished job whose
+            // retention (--retain-finished) ran out.
+            if row.iter().all(Option::is_none) {
+                continue;
+            }
             let id = key.trim_start_matches(&job_prefix).to_string();
             let f = |name: &str| {
                 FIELDS
