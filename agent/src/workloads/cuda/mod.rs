@@ -84,17 +84,29 @@ pub struct Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        // cuBLAS cannot free its handle in a faulted context, and cudarc
-        // panics when destroying a handle fails (on whichever thread drops
-        // the device last). A faulted device's handle is left behind: a
-        // few bytes, once per fault, against a panicking heartbeat.
+        // cudarc unwraps cublasDestroy's status in Drop, and in a context a
+        // fault broke that may fail. The handle must still be dropped, not
+        // leaked: it holds the stream, the stream the context, and the
+        // driver resets a faulted primary context only once every holder
+        // released it. So a faulted device's handle is dropped with its
+        // possible panic caught (the handle's fields go either way).
         if self.faulted.load(Ordering::SeqCst) {
             let blas = self
                 .blas
                 .get_mut()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
-            std::mem::forget(blas);
+            if let Some(blas) = blas {
+                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    drop(blas);
+                }));
+                if dropped.is_err() {
+                    tracing::warn!(
+                        gpu = self.index,
+                        "cuBLAS could not free its handle in a faulted context"
+                    );
+                }
+            }
         }
     }
 }
