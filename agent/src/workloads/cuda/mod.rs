@@ -119,9 +119,11 @@ fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Devices evicted after a fault, until a fresh context proved healthy.
-fn faulted() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Device>>> {
-    static FAULTED: OnceLock<Mutex<HashMap<usize, Weak<Device>>>> = OnceLock::new();
+/// The contexts of devices evicted after a fault, until a fresh context
+/// proved healthy. A context is the last thing its device's parts let go
+/// of (the stream, the modules and the cuBLAS handle each hold it).
+fn faulted() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<CudaContext>>> {
+    static FAULTED: OnceLock<Mutex<HashMap<usize, Weak<CudaContext>>>> = OnceLock::new();
     FAULTED
         .get_or_init(Default::default)
         .lock()
@@ -135,7 +137,7 @@ pub fn evict(index: usize) {
     let mut devices = devices();
     if let Some(gone) = devices.remove(&index) {
         gone.faulted.store(true, Ordering::SeqCst);
-        faulted().insert(index, Arc::downgrade(&gone));
+        faulted().insert(index, Arc::downgrade(&gone.ctx));
     }
 }
 
