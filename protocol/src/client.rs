@@ -26,7 +26,7 @@ use futures::StreamExt;
 
 use crate::connect::{ConnectError, NatsOptions};
 use crate::ids::{is_valid_token, new_job_id, InvalidId};
-use crate::job::JobSpec;
+use crate::job::{InvalidJob, JobSpec};
 use crate::result::JobResult;
 use crate::{streams, subjects};
 
@@ -42,6 +42,10 @@ pub enum ClientError {
     Streams(#[from] streams::EnsureError),
     #[error("invalid job id: {0}")]
     BadId(#[from] InvalidId),
+    /// The balancer would refuse this job (same checks, same message):
+    /// nothing was submitted.
+    #[error("job {job_id} would be refused ({}): {error}", .error.reason())]
+    Invalid { job_id: String, error: InvalidJob },
     #[error("cannot encode job: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("submission of {job_id} was not acknowledged: {error}")]
@@ -97,9 +101,12 @@ impl Client {
     }
 
     /// Submits many jobs with their acks pipelined, returning their ids in
-    /// order once JetStream has stored every one.
+    /// order once JetStream has stored every one. Each job is first checked
+    /// as the balancer will check it, so a job it would refuse is an error
+    /// here and now (and then none of the jobs is submitted), instead of a
+    /// rejection only a `fleet.rejected` subscriber would see.
     pub async fn submit_many(&self, jobs: Vec<JobSpec>) -> Result<Vec<String>, ClientError> {
-        let mut pending = Vec::with_capacity(jobs.len());
+        let mut named = Vec::with_capacity(jobs.len());
         for mut job in jobs {
             let id = match job.id.take() {
                 Some(id) => id,
@@ -107,6 +114,13 @@ impl Client {
             };
             is_valid_token(&id)?;
             job.id = Some(id.clone());
+            if let Err(error) = job.clone().validate(&id) {
+                return Err(ClientError::Invalid { job_id: id, error });
+            }
+            named.push((id, job));
+        }
+        let mut pending = Vec::with_capacity(named.len());
+        for (id, job) in named {
             let payload = serde_json::to_vec(&job)?;
             let ack = self
                 .js

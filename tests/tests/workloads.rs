@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fleet_protocol::{subjects, JobSpec, JobState, Rejection};
+use fleet_protocol::{subjects, ClientError, JobSpec, JobState, Rejection};
 use fleet_tests::{wait_until, Fleet, FleetConfig};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -172,12 +172,24 @@ async fn arguments_no_agent_could_run_are_refused_at_submission() -> anyhow::Res
             "\"command\" (an absolute path) is required",
         ),
     ];
-    for (id, kind, args, _) in &bad {
-        client
-            .submit(JobSpec {
-                id: Some(id.to_string()),
-                ..JobSpec::new(*kind, args.clone())
-            })
+    let js = async_nats::jetstream::new(nats.clone());
+    for (id, kind, args, why) in &bad {
+        let spec = JobSpec {
+            id: Some(id.to_string()),
+            ..JobSpec::new(*kind, args.clone())
+        };
+        // The Rust client refuses it at once, submitting nothing...
+        match client.submit(spec.clone()).await {
+            Err(ClientError::Invalid { job_id, error }) => {
+                assert_eq!(job_id, *id);
+                assert_eq!(error.reason(), "bad_args");
+                assert!(error.to_string().contains(why), "{error}");
+            }
+            other => anyhow::bail!("{id}: the client should refuse it, got {other:?}"),
+        }
+        // ...and a producer without that check meets the balancer's.
+        js.publish(subjects::SUBMIT, serde_json::to_vec(&spec)?.into())
+            .await?
             .await?;
     }
     // A good job behind them runs: nothing was queued in its way.
