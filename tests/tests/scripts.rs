@@ -103,6 +103,27 @@ async fn leader_on(redis: &RedisServer, name: &str) -> anyhow::Result<Store> {
     Ok(store.with_token(&token))
 }
 
+/// One scenario: a redis-server of its own (stopped, and its directory
+/// removed, when this is dropped) and a store leading on it.
+struct Scenario {
+    store: Store,
+    _redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn start(name: &str) -> anyhow::Result<Scenario> {
+        let dir = tempfile::tempdir()?;
+        let redis = RedisServer::start(dir.path().join("redis"))?;
+        let store = leader_on(&redis, name).await?;
+        Ok(Scenario {
+            store,
+            _redis: redis,
+            _dir: dir,
+        })
+    }
+}
+
 /// Registers `agent` (incarnation 1) as the event consumer does.
 async fn register(store: &Store, agent: &str, slots: u32, prefetch: u32) -> anyhow::Result<()> {
     let mut args = EventArgs::default();
@@ -232,16 +253,15 @@ async fn counter(store: &Store, field: &str) -> anyhow::Result<i64> {
 
 #[tokio::test]
 async fn a_placed_job_is_leased_at_admission_while_the_queue_is_empty() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "leased").await?;
-    register(&store, "a", 2, 0).await?;
+    let scenario = Scenario::start("leased").await?;
+    let store = &scenario.store;
+    register(store, "a", 2, 0).await?;
 
     assert_eq!(
-        admit(&store, "j1", Some(placement("a", &[1]))).await?,
+        admit(store, "j1", Some(placement("a", &[1]))).await?,
         Enqueued::Leased
     );
-    let w = whereabouts(&store, "j1", &["a"]).await?;
+    let w = whereabouts(store, "j1", &["a"]).await?;
     assert_eq!(w.field("state"), "assigned", "{w:?}");
     assert_eq!(w.field("attempt"), "1", "{w:?}");
     assert_eq!(w.field("agent"), "a", "{w:?}");
@@ -259,26 +279,25 @@ async fn a_placed_job_is_leased_at_admission_while_the_queue_is_empty() -> anyho
 
     // The second of two slots: still an ordinary lease.
     assert_eq!(
-        admit(&store, "j2", Some(placement("a", &[]))).await?,
+        admit(store, "j2", Some(placement("a", &[]))).await?,
         Enqueued::Leased
     );
-    let w = whereabouts(&store, "j2", &["a"]).await?;
+    let w = whereabouts(store, "j2", &["a"]).await?;
     assert_eq!(w.lease, Some(LEASE_DEADLINE as f64));
 
     let counters = store.counters().await?;
     assert_eq!((counters.queued, counters.leased), (0, 2));
     for (field, n) in [("submitted", 2), ("assigned", 2), ("leased_at_intake", 2)] {
-        assert_eq!(counter(&store, field).await?, n, "counter {field}");
+        assert_eq!(counter(store, field).await?, n, "counter {field}");
     }
     Ok(())
 }
 
 #[tokio::test]
 async fn a_lease_beyond_the_slots_at_admission_gets_the_prefetch_deadline() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "prefetch").await?;
-    register(&store, "a", 1, 1).await?;
+    let scenario = Scenario::start("prefetch").await?;
+    let store = &scenario.store;
+    register(store, "a", 1, 1).await?;
 
     // One batch: the first fills the slot, the second is prefetched.
     let (outcomes, depth) = store
@@ -291,8 +310,8 @@ async fn a_lease_beyond_the_slots_at_admission_gets_the_prefetch_deadline() -> a
         .await?;
     assert_eq!(outcomes, vec![Enqueued::Leased, Enqueued::Leased]);
     assert_eq!(depth, 0);
-    let first = whereabouts(&store, "j1", &["a"]).await?;
-    let second = whereabouts(&store, "j2", &["a"]).await?;
+    let first = whereabouts(store, "j1", &["a"]).await?;
+    let second = whereabouts(store, "j2", &["a"]).await?;
     assert_eq!(first.lease, Some(LEASE_DEADLINE as f64));
     assert_eq!(second.lease, Some(PREFETCH_DEADLINE as f64));
     assert_eq!(second.field("state"), "assigned");
@@ -302,26 +321,25 @@ async fn a_lease_beyond_the_slots_at_admission_gets_the_prefetch_deadline() -> a
 
 #[tokio::test]
 async fn a_placed_job_never_overtakes_a_waiting_one() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "overtake").await?;
-    register(&store, "a", 4, 0).await?;
+    let scenario = Scenario::start("overtake").await?;
+    let store = &scenario.store;
+    register(store, "a", 4, 0).await?;
 
     // A job waits (the intake had no agent for it) ...
-    assert_eq!(admit(&store, "waiting", None).await?, Enqueued::Queued);
+    assert_eq!(admit(store, "waiting", None).await?, Enqueued::Queued);
     // ... so a new one is queued behind it, though its agent is free.
     assert_eq!(
-        admit(&store, "newcomer", Some(placement("a", &[]))).await?,
+        admit(store, "newcomer", Some(placement("a", &[]))).await?,
         Enqueued::Queued
     );
-    whereabouts(&store, "newcomer", &["a"])
+    whereabouts(store, "newcomer", &["a"])
         .await?
         .assert_queued_untouched("newcomer");
     let order: Vec<String> = store.peek(10, 0).await?.into_iter().map(|j| j.id).collect();
     assert_eq!(order, vec!["waiting".to_string(), "newcomer".to_string()]);
     let counters = store.counters().await?;
     assert_eq!((counters.queued, counters.leased), (2, 0));
-    assert_eq!(counter(&store, "leased_at_intake").await?, 0);
+    assert_eq!(counter(store, "leased_at_intake").await?, 0);
     Ok(())
 }
 
@@ -395,11 +413,10 @@ async fn a_placement_the_agent_cannot_take_queues_the_job() -> anyhow::Result<()
 #[tokio::test]
 async fn a_duplicate_admitted_with_a_placement_leaves_the_first_job_untouched() -> anyhow::Result<()>
 {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "duplicate").await?;
-    register(&store, "a", 2, 0).await?;
-    register(&store, "b", 2, 0).await?;
+    let scenario = Scenario::start("duplicate").await?;
+    let store = &scenario.store;
+    register(store, "a", 2, 0).await?;
+    register(store, "b", 2, 0).await?;
 
     // The same id twice in one batch: the first is leased, the second is
     // a duplicate and does not move it.
@@ -412,7 +429,7 @@ async fn a_duplicate_admitted_with_a_placement_leaves_the_first_job_untouched() 
         )
         .await?;
     assert_eq!(outcomes, vec![Enqueued::Leased, Enqueued::Duplicate]);
-    let first = whereabouts(&store, "j1", &["a", "b"]).await?;
+    let first = whereabouts(store, "j1", &["a", "b"]).await?;
     assert_eq!(first.field("agent"), "a");
     assert_eq!(first.held_by, vec!["a".to_string()]);
 
@@ -427,42 +444,41 @@ async fn a_duplicate_admitted_with_a_placement_leaves_the_first_job_untouched() 
         )
         .await?;
     assert_eq!(later, (vec![Enqueued::Duplicate], 0));
-    assert_eq!(whereabouts(&store, "j1", &["a", "b"]).await?, first);
+    assert_eq!(whereabouts(store, "j1", &["a", "b"]).await?, first);
     let b_gpus: HashMap<String, String> =
         store.conn().hgetall(store.keys().agent_gpus("b")).await?;
     assert!(b_gpus.is_empty(), "b holds {b_gpus:?}");
 
     // Once it succeeded, a redelivery does not revive it either.
-    let done = event(&store, "completed", &["a", "j1", "1", "{}", "5"], NOW).await?;
+    let done = event(store, "completed", &["a", "j1", "1", "{}", "5"], NOW).await?;
     assert_eq!(done[0], "accepted");
-    let finished = whereabouts(&store, "j1", &["a", "b"]).await?;
+    let finished = whereabouts(store, "j1", &["a", "b"]).await?;
     assert_eq!(
-        admit(&store, "j1", Some(placement("b", &[]))).await?,
+        admit(store, "j1", Some(placement("b", &[]))).await?,
         Enqueued::Duplicate
     );
-    assert_eq!(whereabouts(&store, "j1", &["a", "b"]).await?, finished);
+    assert_eq!(whereabouts(store, "j1", &["a", "b"]).await?, finished);
     assert_eq!(finished.field("state"), "succeeded");
-    assert_eq!(counter(&store, "submitted").await?, 1);
-    assert_eq!(counter(&store, "duplicates").await?, 3);
+    assert_eq!(counter(store, "submitted").await?, 1);
+    assert_eq!(counter(store, "duplicates").await?, 3);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "complete").await?;
-    register(&store, "a", 1, 0).await?;
+    let scenario = Scenario::start("complete").await?;
+    let store = &scenario.store;
+    register(store, "a", 1, 0).await?;
     assert_eq!(
-        admit(&store, "j1", Some(placement("a", &[0]))).await?,
+        admit(store, "j1", Some(placement("a", &[0]))).await?,
         Enqueued::Leased
     );
 
     assert_eq!(
-        event(&store, "started", &["a", "j1", "1"], NOW + 10).await?,
+        event(store, "started", &["a", "j1", "1"], NOW + 10).await?,
         ["ok"]
     );
-    let running = whereabouts(&store, "j1", &["a"]).await?;
+    let running = whereabouts(store, "j1", &["a"]).await?;
     assert_eq!(running.field("state"), "running");
     // The lease now lasts for its own timeout times the buffer.
     assert_eq!(
@@ -471,14 +487,14 @@ async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Re
     );
 
     let reply = event(
-        &store,
+        store,
         "completed",
         &["a", "j1", "1", r#"{"ok":true}"#, "7"],
         NOW + 20,
     )
     .await?;
     assert_eq!(reply[0], "accepted", "{reply:?}");
-    let done = whereabouts(&store, "j1", &["a"]).await?;
+    let done = whereabouts(store, "j1", &["a"]).await?;
     assert_eq!(done.field("state"), "succeeded");
     assert_eq!(done.field("done_by"), "a/1");
     assert_eq!(done.field("result"), r#"{"ok":true}"#);
@@ -486,11 +502,11 @@ async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Re
     assert!(done.held_by.is_empty());
     let gpus: HashMap<String, String> = store.conn().hgetall(store.keys().agent_gpus("a")).await?;
     assert!(gpus.is_empty(), "the GPU is freed: {gpus:?}");
-    assert_eq!(counter(&store, "succeeded").await?, 1);
+    assert_eq!(counter(store, "succeeded").await?, 1);
 
     // The freed slot takes the next job at admission.
     assert_eq!(
-        admit(&store, "j2", Some(placement("a", &[0]))).await?,
+        admit(store, "j2", Some(placement("a", &[0]))).await?,
         Enqueued::Leased
     );
     Ok(())
@@ -498,13 +514,12 @@ async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Re
 
 #[tokio::test]
 async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "expire").await?;
-    register(&store, "a", 1, 0).await?;
-    register(&store, "b", 1, 0).await?;
+    let scenario = Scenario::start("expire").await?;
+    let store = &scenario.store;
+    register(store, "a", 1, 0).await?;
+    register(store, "b", 1, 0).await?;
     assert_eq!(
-        admit(&store, "j1", Some(placement("a", &[0]))).await?,
+        admit(store, "j1", Some(placement("a", &[0]))).await?,
         Enqueued::Leased
     );
 
@@ -537,7 +552,7 @@ async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> any
             error: "not started within the accept timeout".into(),
         }]
     );
-    let w = whereabouts(&store, "j1", &["a", "b"]).await?;
+    let w = whereabouts(store, "j1", &["a", "b"]).await?;
     assert_eq!(w.field("state"), "queued");
     assert_eq!(w.field("attempt"), "1");
     assert_eq!(w.field("last_agent"), "a");
@@ -557,7 +572,7 @@ async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> any
         .await?;
     assert_eq!(assigned, vec![Assigned::Leased(2)]);
     // The first attempt, if it now reports, is refused as stale.
-    let late = event(&store, "started", &["a", "j1", "1"], LEASE_DEADLINE + 1).await?;
+    let late = event(store, "started", &["a", "j1", "1"], LEASE_DEADLINE + 1).await?;
     assert_eq!(late, ["stale", "not_lease_holder"]);
     Ok(())
 }
@@ -570,10 +585,9 @@ async fn ttl_ms(store: &Store, id: &str) -> anyhow::Result<i64> {
 #[tokio::test]
 async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() -> anyhow::Result<()>
 {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "retain").await?;
-    register(&store, "a", 4, 0).await?;
+    let scenario = Scenario::start("retain").await?;
+    let store = &scenario.store;
+    register(store, "a", 4, 0).await?;
     let retain = Duration::from_secs(60);
     assert_eq!(store.retain(NOW, Some(retain)).await?, 0);
     let config: HashMap<String, String> = store.conn().hgetall(store.keys().config()).await?;
@@ -584,10 +598,10 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
     let due = |ttl: i64| ttl > 0 && ttl <= 60_000;
 
     // Succeeded.
-    admit(&store, "ok", Some(placement("a", &[]))).await?;
-    let reply = event(&store, "completed", &["a", "ok", "1", "{}", "3"], NOW + 5).await?;
+    admit(store, "ok", Some(placement("a", &[]))).await?;
+    let reply = event(store, "completed", &["a", "ok", "1", "{}", "3"], NOW + 5).await?;
     assert_eq!(reply[0], "accepted", "{reply:?}");
-    assert!(due(ttl_ms(&store, "ok").await?));
+    assert!(due(ttl_ms(store, "ok").await?));
 
     // Dead-lettered on its only attempt.
     let (outcomes, _) = store
@@ -603,25 +617,25 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
         )
         .await?;
     assert_eq!(outcomes, [Enqueued::Leased]);
-    let reply = event(&store, "failed", &["a", "dies", "1", "boom", "2"], NOW + 6).await?;
+    let reply = event(store, "failed", &["a", "dies", "1", "boom", "2"], NOW + 6).await?;
     assert_eq!(reply[0], "dead", "{reply:?}");
-    assert!(due(ttl_ms(&store, "dies").await?));
+    assert!(due(ttl_ms(store, "dies").await?));
 
     // Cancelled while queued.
-    admit(&store, "stop", None).await?;
+    admit(store, "stop", None).await?;
     store.cancel("stop", NOW + 7).await?;
-    assert!(due(ttl_ms(&store, "stop").await?));
+    assert!(due(ttl_ms(store, "stop").await?));
 
     // A job still queued or running is never due.
-    admit(&store, "waits", None).await?;
-    assert_eq!(ttl_ms(&store, "waits").await?, -1);
+    admit(store, "waits", None).await?;
+    assert_eq!(ttl_ms(store, "waits").await?, -1);
 
     // Retried, the dead job is queued again and kept.
     assert_eq!(store.retry("dies", NOW + 8).await?, Ok(()));
-    assert_eq!(ttl_ms(&store, "dies").await?, -1);
+    assert_eq!(ttl_ms(store, "dies").await?, -1);
 
     // A late event about a job whose hash is gone recreates nothing.
-    let reply = event(&store, "failed", &["a", "gone", "1", "x", "1"], NOW + 9).await?;
+    let reply = event(store, "failed", &["a", "gone", "1", "x", "1"], NOW + 9).await?;
     assert_eq!(reply[0], "unknown_job", "{reply:?}");
     assert!(store.job("gone").await?.is_none());
 
@@ -641,36 +655,34 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
 
     // Without a retention, finished jobs are kept.
     assert_eq!(store.retain(now, None).await?, 0);
-    admit(&store, "kept", None).await?;
+    admit(store, "kept", None).await?;
     store.cancel("kept", now).await?;
-    assert_eq!(ttl_ms(&store, "kept").await?, -1);
+    assert_eq!(ttl_ms(store, "kept").await?, -1);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_job_hash_past_its_retention_is_gone_and_its_id_free_again() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "expiry").await?;
+    let scenario = Scenario::start("expiry").await?;
+    let store = &scenario.store;
     store.retain(NOW, Some(Duration::from_millis(50))).await?;
-    admit(&store, "brief", None).await?;
+    admit(store, "brief", None).await?;
     store.cancel("brief", NOW).await?;
     fleet_tests::wait_until(Duration::from_secs(10), "the job hash expired", || async {
         Ok(store.job("brief").await?.is_none())
     })
     .await?;
     // The same id is a new job now, not a duplicate.
-    assert_eq!(admit(&store, "brief", None).await?, Enqueued::Queued);
+    assert_eq!(admit(store, "brief", None).await?, Enqueued::Queued);
     Ok(())
 }
 
 #[tokio::test]
 async fn agents_dead_past_the_limit_and_holding_nothing_are_forgotten() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "forget").await?;
+    let scenario = Scenario::start("forget").await?;
+    let store = &scenario.store;
     for agent in ["idle", "holding"] {
-        register(&store, agent, 2, 0).await?;
+        register(store, agent, 2, 0).await?;
     }
     // Both fall silent and are declared dead.
     let died = NOW + HEARTBEAT_TIMEOUT.as_millis() as u64 + 1;
@@ -690,7 +702,7 @@ async fn agents_dead_past_the_limit_and_holding_nothing_are_forgotten() -> anyho
         .conn()
         .sadd::<_, _, ()>(store.keys().agent_jobs("holding"), "j")
         .await?;
-    register(&store, "alive", 2, 0).await?;
+    register(store, "alive", 2, 0).await?;
     let after = Duration::from_secs(3600);
     let limit = after.as_millis() as u64;
 
@@ -717,9 +729,9 @@ async fn agents_dead_past_the_limit_and_holding_nothing_are_forgotten() -> anyho
         let exists: bool = store.conn().exists(&key).await?;
         assert!(!exists, "{key} is left");
     }
-    assert_eq!(counter(&store, "agents_forgotten").await?, 1);
+    assert_eq!(counter(store, "agents_forgotten").await?, 1);
     // A forgotten agent that comes back registers as new.
-    register(&store, "idle", 2, 0).await?;
+    register(store, "idle", 2, 0).await?;
     assert!(store
         .load_agents()
         .await?
@@ -730,9 +742,8 @@ async fn agents_dead_past_the_limit_and_holding_nothing_are_forgotten() -> anyho
 
 #[tokio::test]
 async fn listing_jobs_without_an_index_reads_the_keyspace_in_chunks() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start(dir.path().join("redis"))?;
-    let store = leader_on(&redis, "listing").await?;
+    let scenario = Scenario::start("listing").await?;
+    let store = &scenario.store;
     let jobs = (0..1_234)
         .map(|i| job(&format!("j{i}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
