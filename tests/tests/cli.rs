@@ -222,6 +222,12 @@ async fn bench_smoke_over_simulated_agents() -> anyhow::Result<()> {
     let ended = report["succeeded"].as_u64().unwrap_or(0) + report["dead"].as_u64().unwrap_or(0);
     assert_eq!(ended, 500, "{report}");
     assert!(report["agents_used"].as_u64() > Some(10), "{report}");
+    // One kind here; its count and outcomes, as the whole run's.
+    assert_eq!(report["per_kind"]["sleep"]["jobs"], 500, "{report}");
+    assert_eq!(
+        report["per_kind"]["sleep"]["succeeded"], report["succeeded"],
+        "{report}"
+    );
     for key in [
         "assign_latency_ms",
         "start_latency_ms",

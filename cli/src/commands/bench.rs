@@ -114,6 +114,7 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
         })
         .collect::<anyhow::Result<_>>()?;
     let capacity = fleet_capacity(cli).await;
+    let kinds: Vec<String> = jobs.iter().map(|j| j.kind.clone()).collect();
 
     let client = Client::connect_with(&cli.nats).await?;
     // Time each result as it is published, while submissions continue.
@@ -179,6 +180,7 @@ pub async fn run(cli: &Cli, a: &BenchArgs) -> anyhow::Result<i32> {
         "load_cv": report.load_cv,
         "agents_used": report.per_agent.len(),
         "per_agent": report.per_agent,
+        "per_kind": per_kind(&ids, &kinds, &results),
     });
     if let Some(path) = &a.report {
         let received_ms: HashMap<String, u64> = received_at
@@ -355,6 +357,46 @@ impl Report {
 }
 
 /// p50, p90, p99, p99.9, max and mean of a sample.
+/// Per workload kind: how many ran and how they ended, and the figures the
+/// workloads measure themselves (`device_ms`, and `gb_per_s` or
+/// `tflop_per_s` for the CUDA kinds), as summaries over succeeded jobs.
+fn per_kind(ids: &[String], kinds: &[String], results: &[JobResult]) -> Value {
+    let kind_of: HashMap<&str, &str> = ids
+        .iter()
+        .zip(kinds)
+        .map(|(id, kind)| (id.as_str(), kind.as_str()))
+        .collect();
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<&JobResult>> = Default::default();
+    for r in results {
+        if let Some(kind) = kind_of.get(r.job_id.as_str()) {
+            by_kind.entry(kind).or_default().push(r);
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (kind, rs) in by_kind {
+        let figure = |name: &str| {
+            summary(
+                rs.iter()
+                    .filter(|r| r.state == JobState::Succeeded)
+                    .filter_map(|r| r.result.as_ref()?.get(name)?.as_f64())
+                    .collect(),
+            )
+        };
+        let mut entry = json!({
+            "jobs": rs.len(),
+            "succeeded": rs.iter().filter(|r| r.state == JobState::Succeeded).count(),
+        });
+        for name in ["device_ms", "gb_per_s", "tflop_per_s"] {
+            let s = figure(name);
+            if !s.is_null() {
+                entry[name] = s;
+            }
+        }
+        out.insert(kind.to_string(), entry);
+    }
+    Value::Object(out)
+}
+
 fn summary(mut values: Vec<f64>) -> Value {
     if values.is_empty() {
         return Value::Null;
@@ -400,6 +442,25 @@ fn print_text(doc: &Value) {
             f("p999"),
             f("max")
         );
+    }
+    if let Some(kinds) = doc["per_kind"]
+        .as_object()
+        .filter(|k| k.len() > 1 || k.values().any(|v| v.get("device_ms").is_some()))
+    {
+        for (kind, k) in kinds {
+            let p50 = |name: &str| k[name]["p50"].as_f64();
+            let rate = p50("gb_per_s")
+                .map(|g| format!(", p50 {g:.1} GB/s"))
+                .or_else(|| p50("tflop_per_s").map(|t| format!(", p50 {t:.1} TFLOP/s")))
+                .unwrap_or_default();
+            let device = p50("device_ms")
+                .map(|d| format!(", device p50 {d:.3} ms"))
+                .unwrap_or_default();
+            println!(
+                "{kind:<22} {} jobs, {} succeeded{device}{rate}",
+                k["jobs"], k["succeeded"]
+            );
+        }
     }
     println!(
         "makespan {:.2}s, utilization {}, {} agents used, load CV {:.3}",
@@ -504,4 +565,62 @@ fn pick(mix: &[(Priority, u64)], rng: &mut u64) -> Option<Priority> {
         roll -= w;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(id: &str, state: JobState, result: Option<Value>) -> JobResult {
+        JobResult {
+            job_id: id.into(),
+            state,
+            result,
+            error: None,
+            agent_id: None,
+            attempts: Vec::new(),
+            finished_at_ms: 0,
+            timing: None,
+        }
+    }
+
+    #[test]
+    fn per_kind_summarises_what_the_workloads_measured() {
+        let ids = ["a", "b", "c", "d"].map(String::from);
+        let kinds = [
+            "cuda.vector_add",
+            "cuda.vector_add",
+            "cuda.matmul",
+            "cuda.matmul",
+        ]
+        .map(String::from);
+        let results = [
+            ended(
+                "a",
+                JobState::Succeeded,
+                Some(json!({"device_ms": 1.0, "gb_per_s": 3000.0})),
+            ),
+            ended(
+                "b",
+                JobState::Succeeded,
+                Some(json!({"device_ms": 3.0, "gb_per_s": 1000.0})),
+            ),
+            ended(
+                "c",
+                JobState::Succeeded,
+                Some(json!({"device_ms": 2.0, "tflop_per_s": 700.0})),
+            ),
+            // A failed job's figures (it has none) count in jobs only.
+            ended("d", JobState::Dead, None),
+        ];
+        let k = per_kind(&ids, &kinds, &results);
+        assert_eq!(k["cuda.vector_add"]["jobs"], 2);
+        assert_eq!(k["cuda.vector_add"]["succeeded"], 2);
+        assert_eq!(k["cuda.vector_add"]["gb_per_s"]["max"], 3000.0);
+        assert_eq!(k["cuda.vector_add"]["device_ms"]["mean"], 2.0);
+        assert!(k["cuda.vector_add"].get("tflop_per_s").is_none());
+        assert_eq!(k["cuda.matmul"]["jobs"], 2);
+        assert_eq!(k["cuda.matmul"]["succeeded"], 1);
+        assert_eq!(k["cuda.matmul"]["tflop_per_s"]["p50"], 700.0);
+    }
 }
