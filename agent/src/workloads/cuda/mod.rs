@@ -160,6 +160,9 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
             "GPU {index} is still releasing a context a kernel fault broke; retry"
         ));
     }
+    if recovering.is_some() {
+        reset_primary_context(index)?;
+    }
     let ctx = CudaContext::new(index).map_err(|e| cuda_error(e, index))?;
     let (major, minor) = ctx.compute_capability().map_err(|e| cuda_error(e, index))?;
     let stream = ctx.default_stream();
@@ -184,6 +187,24 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
     }
     devices.insert(index, d.clone());
     Ok(d)
+}
+
+/// Resets GPU `index`'s primary context after a fault. Letting go of it is
+/// not enough: cuBLAS, through the CUDA runtime it carries, keeps a
+/// reference of its own for the life of the process, so the driver never
+/// resets the context on its last release (seen on an H100, 2026-11-26:
+/// after a GEMM and then a faulting kernel, the next context stayed
+/// broken). The caller has checked that nothing of ours still uses it.
+fn reset_primary_context(index: usize) -> Result<(), String> {
+    let cuda = |e| cuda_error(e, index);
+    let dev = cudarc::driver::result::device::get(index as i32).map_err(cuda)?;
+    // SAFETY: destroys every allocation and all state of the device's
+    // primary context; no device, stream, module, buffer or cuBLAS handle
+    // of ours refers to it any more (the faulted context's last Arc is
+    // gone), and the runtime's own reference is re-initialised on use.
+    unsafe { cudarc::driver::sys::cuDevicePrimaryCtxReset_v2(dev) }
+        .result()
+        .map_err(cuda)
 }
 
 impl Device {
