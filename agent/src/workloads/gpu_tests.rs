@@ -16,6 +16,10 @@ use crate::{cuda_libraries, gpu};
 /// The agent's workloads on this machine's GPUs, CUDA's libraries found
 /// as the agent finds them (plus `FLEET_CUDA_LIB_DIRS`).
 fn workloads() -> Workloads {
+    // The agent's logs, for what a failing test leaves behind.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init();
     let dirs: Vec<std::path::PathBuf> = std::env::var("FLEET_CUDA_LIB_DIRS")
         .unwrap_or_default()
         .split(':')

@@ -161,7 +161,14 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
         ));
     }
     if recovering.is_some() {
-        reset_primary_context(index)?;
+        // The driver may answer the reset of a broken context with its
+        // sticky error and reset it all the same: the probe below decides.
+        match reset_primary_context(index) {
+            Ok(()) => tracing::info!(gpu = index, "primary context reset after a kernel fault"),
+            Err(e) => {
+                tracing::warn!(gpu = index, error = %e, "resetting the primary context after a kernel fault reported an error")
+            }
+        }
     }
     let ctx = CudaContext::new(index).map_err(|e| cuda_error(e, index))?;
     let (major, minor) = ctx.compute_capability().map_err(|e| cuda_error(e, index))?;
