@@ -69,6 +69,17 @@ fn initial_bytes(dtype: Dtype, len: u64, init: &Init) -> Vec<u8> {
     }
 }
 
+/// A user kernel's launch or run failed: its text, and if the failure
+/// broke the context, the GPU is given up ([`super::fault`]).
+fn failed(index: usize, e: cudarc::driver::DriverError) -> String {
+    let sticky = super::is_sticky(&e);
+    let text = cuda_error(e, index);
+    if sticky {
+        super::fault(index, &text);
+    }
+    text
+}
+
 pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
     let plan = parse(args)?;
     let dev = device(index)?;
@@ -155,17 +166,14 @@ pub fn run_json(index: usize, args: &Value) -> Result<Value, String> {
         // SAFETY: this runs the caller's code on the GPU with the
         // arguments they declared; it can only touch device memory.
         // Buffers are sized as declared, and every argument outlives the
-        // launch. A faulting kernel leaves the context unusable: the
-        // device is dropped from the cache below, so the next job opens a
-        // fresh one.
+        // launch. A faulting kernel leaves the context unusable: the GPU
+        // is then given up and the agent restarts (`failed`, below).
         if let Err(e) = unsafe { launch.launch(config) } {
-            super::evict(index);
-            return Err(cuda(e));
+            return Err(failed(index, e));
         }
     }
     if let Err(e) = stream.synchronize() {
-        super::evict(index);
-        return Err(cuda(e));
+        return Err(failed(index, e));
     }
     let device_ms = began.elapsed().as_secs_f64() * 1000.0;
 

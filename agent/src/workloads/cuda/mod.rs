@@ -18,8 +18,7 @@ pub mod saxpy;
 pub mod vector_add;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use cudarc::cublas::CudaBlas;
@@ -78,37 +77,6 @@ pub struct Device {
     pub target: compile::Target,
     modules: Mutex<ModuleCache<Arc<CudaModule>>>,
     blas: Mutex<Option<Arc<CudaBlas>>>,
-    /// Its context hit a sticky error ([`evict`]).
-    faulted: AtomicBool,
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        // cudarc unwraps cublasDestroy's status in Drop, and in a context a
-        // fault broke that may fail. The handle must still be dropped, not
-        // leaked: it holds the stream, the stream the context, and the
-        // driver resets a faulted primary context only once every holder
-        // released it. So a faulted device's handle is dropped with its
-        // possible panic caught (the handle's fields go either way).
-        if self.faulted.load(Ordering::SeqCst) {
-            let blas = self
-                .blas
-                .get_mut()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(blas) = blas {
-                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    drop(blas);
-                }));
-                if dropped.is_err() {
-                    tracing::warn!(
-                        gpu = self.index,
-                        "cuBLAS could not free its handle in a faulted context"
-                    );
-                }
-            }
-        }
-    }
 }
 
 fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
@@ -119,56 +87,68 @@ fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The contexts of devices evicted after a fault, until a fresh context
-/// proved healthy. A context is the last thing its device's parts let go
-/// of (the stream, the modules and the cuBLAS handle each hold it).
-fn faulted() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<CudaContext>>> {
-    static FAULTED: OnceLock<Mutex<HashMap<usize, Weak<CudaContext>>>> = OnceLock::new();
-    FAULTED
+/// GPUs a kernel fault broke, with what broke them.
+fn broken() -> std::sync::MutexGuard<'static, HashMap<usize, String>> {
+    static BROKEN: OnceLock<Mutex<HashMap<usize, String>>> = OnceLock::new();
+    BROKEN
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Forgets a device after a fault (a kernel's illegal access leaves its
-/// context unusable), so the next job opens a fresh context once every
-/// user of the faulted one has let it go.
-pub fn evict(index: usize) {
-    let mut devices = devices();
-    if let Some(gone) = devices.remove(&index) {
-        gone.faulted.store(true, Ordering::SeqCst);
-        faulted().insert(index, Arc::downgrade(&gone.ctx));
-    }
+/// What the agent does once a kernel fault broke a GPU's context.
+pub type FaultHook = fn(usize, &str);
+static FAULT_HOOK: OnceLock<FaultHook> = OnceLock::new();
+
+/// How long the agent lives on after a fault: time for the faulting
+/// attempt's failure to be reported.
+const EXIT_AFTER_FAULT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Replaces the exit after a fault (tests record it instead).
+#[cfg(test)]
+pub fn on_fault(hook: FaultHook) {
+    let _ = FAULT_HOOK.set(hook);
+}
+
+fn exit_soon(index: usize, why: &str) {
+    let why = why.to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(EXIT_AFTER_FAULT);
+        overrun::exit_to_free(index, &format!("a kernel fault broke its context ({why})"));
+    });
+}
+
+/// A kernel's fault (an illegal address, say) left GPU `index`'s context
+/// with a sticky error: every later CUDA call in it fails. Nothing inside
+/// the process repairs that reliably. On an H100 (2026-11-26), neither
+/// releasing the context (cuBLAS's runtime keeps a reference of its own)
+/// nor resetting it (the next kernel faulted again) gave a working GPU
+/// back; the process's exit does. So the GPU refuses further jobs, and
+/// the agent exits with status 75 shortly after, once the faulting
+/// attempt's failure had time to be reported; its supervisor restarts it
+/// and the balancer re-queues what it held.
+pub fn fault(index: usize, why: &str) {
+    devices().remove(&index);
+    broken().insert(index, why.to_string());
+    tracing::error!(
+        gpu = index,
+        why,
+        "a kernel fault broke the GPU's context; the agent will restart"
+    );
+    FAULT_HOOK.get().copied().unwrap_or(exit_soon)(index, why);
 }
 
 /// The device with this index, opened on first use. Callers must have
 /// checked that the driver is present ([`crate::gpu::driver_present`]).
-///
-/// After a fault, the primary context is reset only when its last user
-/// releases it: until then no new device is opened (a job gets an error,
-/// and is retried), and the first one opened after is tested. If it is
-/// still broken, the agent exits to let the driver reset the GPU
-/// ([`overrun::exit_to_free`]).
 pub fn device(index: usize) -> Result<Arc<Device>, String> {
+    if let Some(why) = broken().get(&index) {
+        return Err(format!(
+            "GPU {index} is out of use until the agent restarts: a kernel fault broke its context ({why})"
+        ));
+    }
     let mut devices = devices();
     if let Some(d) = devices.get(&index) {
         return Ok(d.clone());
-    }
-    let recovering = faulted().get(&index).map(Weak::strong_count);
-    if recovering.is_some_and(|users| users > 0) {
-        return Err(format!(
-            "GPU {index} is still releasing a context a kernel fault broke; retry"
-        ));
-    }
-    if recovering.is_some() {
-        // The driver may answer the reset of a broken context with its
-        // sticky error and reset it all the same: the probe below decides.
-        match reset_primary_context(index) {
-            Ok(()) => tracing::info!(gpu = index, "primary context reset after a kernel fault"),
-            Err(e) => {
-                tracing::warn!(gpu = index, error = %e, "resetting the primary context after a kernel fault reported an error")
-            }
-        }
     }
     let ctx = CudaContext::new(index).map_err(|e| cuda_error(e, index))?;
     let (major, minor) = ctx.compute_capability().map_err(|e| cuda_error(e, index))?;
@@ -180,38 +160,9 @@ pub fn device(index: usize) -> Result<Arc<Device>, String> {
         target: compile::target_for(major, minor),
         modules: Mutex::new(ModuleCache::new(module_cache::CAPACITY)),
         blas: Mutex::new(None),
-        faulted: AtomicBool::new(false),
     });
-    if recovering.is_some() {
-        if let Err(e) = d.probe() {
-            overrun::exit_to_free(
-                index,
-                &format!("its context is still broken after a kernel fault ({e})"),
-            );
-        }
-        tracing::info!(gpu = index, "fresh CUDA context after a kernel fault");
-        faulted().remove(&index);
-    }
     devices.insert(index, d.clone());
     Ok(d)
-}
-
-/// Resets GPU `index`'s primary context after a fault. Letting go of it is
-/// not enough: cuBLAS, through the CUDA runtime it carries, keeps a
-/// reference of its own for the life of the process, so the driver never
-/// resets the context on its last release (seen on an H100, 2026-11-26:
-/// after a GEMM and then a faulting kernel, the next context stayed
-/// broken). The caller has checked that nothing of ours still uses it.
-fn reset_primary_context(index: usize) -> Result<(), String> {
-    let cuda = |e| cuda_error(e, index);
-    let dev = cudarc::driver::result::device::get(index as i32).map_err(cuda)?;
-    // SAFETY: destroys every allocation and all state of the device's
-    // primary context; no device, stream, module, buffer or cuBLAS handle
-    // of ours refers to it any more (the faulted context's last Arc is
-    // gone), and the runtime's own reference is re-initialised on use.
-    unsafe { cudarc::driver::sys::cuDevicePrimaryCtxReset_v2(dev) }
-        .result()
-        .map_err(cuda)
 }
 
 impl Device {
@@ -239,15 +190,6 @@ impl Device {
         module
             .load_function(entry)
             .map_err(|e| format!("kernel entry point {entry:?} not found: {e}"))
-    }
-
-    /// One allocation and a synchronize: fails in a context a fault left
-    /// with a sticky error.
-    fn probe(&self) -> Result<(), DriverError> {
-        let one = self.stream.alloc_zeros::<u8>(1)?;
-        self.stream.synchronize()?;
-        drop(one);
-        self.stream.synchronize()
     }
 
     /// This device's cuBLAS handle, created on first use: creating one
@@ -311,6 +253,27 @@ impl Device {
     }
 }
 
+/// Whether a driver error leaves the context broken for good (a sticky
+/// error: every later call in it fails), as a kernel's bad access or a
+/// device-side assert does; a refused launch (a bad configuration) does
+/// not.
+pub fn is_sticky(e: &DriverError) -> bool {
+    use cudarc::driver::sys::CUresult::*;
+    matches!(
+        e.0,
+        CUDA_ERROR_ILLEGAL_ADDRESS
+            | CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | CUDA_ERROR_MISALIGNED_ADDRESS
+            | CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | CUDA_ERROR_INVALID_PC
+            | CUDA_ERROR_LAUNCH_FAILED
+            | CUDA_ERROR_HARDWARE_STACK_ERROR
+            | CUDA_ERROR_ASSERT
+            | CUDA_ERROR_LAUNCH_TIMEOUT
+            | CUDA_ERROR_ECC_UNCORRECTABLE
+    )
+}
+
 /// A driver error as job error text; out-of-memory is named as such.
 pub fn cuda_error(e: DriverError, index: usize) -> String {
     if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
@@ -337,8 +300,47 @@ pub fn inputs(seed: u64, n: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The GPUs the fault hook was called for, in tests.
+    pub static FAULTS: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+
+    pub fn record_fault(index: usize, why: &str) {
+        if let Ok(mut f) = FAULTS.lock() {
+            f.push((index, why.to_string()));
+        }
+    }
+
+    #[test]
+    fn a_gpu_a_fault_broke_refuses_work_and_the_agent_is_told_to_restart() {
+        on_fault(record_fault);
+        // Index 97: no GPU of this machine, and no driver call is made.
+        fault(97, "CUDA error on GPU 97: illegal address");
+        let e = device(97).err().unwrap_or_default();
+        assert!(
+            e.contains("GPU 97 is out of use until the agent restarts"),
+            "{e}"
+        );
+        let faults = FAULTS.lock().map(|f| f.clone()).unwrap_or_default();
+        assert!(
+            faults
+                .iter()
+                .any(|(i, why)| *i == 97 && why.contains("illegal")),
+            "{faults:?}"
+        );
+    }
+
+    #[test]
+    fn only_errors_that_break_the_context_count_as_faults() {
+        use cudarc::driver::sys::CUresult;
+        assert!(is_sticky(&DriverError(
+            CUresult::CUDA_ERROR_ILLEGAL_ADDRESS
+        )));
+        assert!(is_sticky(&DriverError(CUresult::CUDA_ERROR_ASSERT)));
+        assert!(!is_sticky(&DriverError(CUresult::CUDA_ERROR_INVALID_VALUE)));
+        assert!(!is_sticky(&DriverError(CUresult::CUDA_ERROR_OUT_OF_MEMORY)));
+    }
 
     #[test]
     fn inputs_are_repeatable_and_bounded() {
