@@ -43,13 +43,10 @@ impl Library {
 
     /// Whether cudarc can load it now.
     pub fn present(self) -> bool {
-        // SAFETY: each probe only opens and closes the shared library.
-        unsafe {
-            match self {
-                Library::Driver => cudarc::driver::sys::is_culib_present(),
-                Library::Nvrtc => cudarc::nvrtc::sys::is_culib_present(),
-                Library::Cublas => cudarc::cublas::sys::is_culib_present(),
-            }
+        match self {
+            Library::Driver => crate::gpu::driver_present(),
+            Library::Nvrtc => crate::gpu::nvrtc_present(),
+            Library::Cublas => crate::workloads::cuda::cublas_present(),
         }
     }
 
