@@ -58,7 +58,7 @@ pub fn run(
     };
     let target = match arch {
         Some(arch) => compile::target_named(&arch),
-        None => local_target().unwrap_or(compile::Target::Ptx(None)),
+        None => compile::target_for_first(&gpu::detect()),
     };
     let compiled = match compile::compile(&source, &target) {
         Ok(c) => c,
@@ -92,10 +92,4 @@ pub fn run(
         compiled.len()
     );
     Ok(Outcome::Compiles)
-}
-
-/// What a job on the first local GPU would compile for, if there is one.
-fn local_target() -> Option<compile::Target> {
-    let gpu = gpu::detect().into_iter().next()?;
-    compile::target_for_capability(&gpu.compute_capability)
 }

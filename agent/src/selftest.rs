@@ -108,11 +108,7 @@ fn compile_checks(target: &compile::Target) -> Vec<Value> {
 /// Runs the checks and prints a table or JSON; true when all passed.
 pub async fn run(as_json: bool, libraries: &[cuda_libraries::Status]) -> anyhow::Result<bool> {
     let gpus = gpu::detect();
-    // What jobs on the first GPU compile for; without one, NVRTC's default.
-    let target = gpus
-        .first()
-        .and_then(|g| compile::target_for_capability(&g.compute_capability))
-        .unwrap_or(compile::Target::Ptx(None));
+    let target = compile::target_for_first(&gpus);
     let compiled = compile_checks(&target);
     let nvrtc = compile::nvrtc_version().map(|(major, minor)| format!("{major}.{minor}"));
     let mut all_ok = compiled.iter().all(|r| r["ok"] == json!(true));

@@ -201,9 +201,17 @@ pub fn target_for(major: i32, minor: i32) -> Target {
 
 /// [`target_for`] a compute capability written `"9.0"`, as registration
 /// reports it.
-pub fn target_for_capability(capability: &str) -> Option<Target> {
+fn target_for_capability(capability: &str) -> Option<Target> {
     let (major, minor) = capability.split_once('.')?;
     Some(target_for(major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// What a job on the first of `gpus` compiles for; with none, NVRTC's
+/// default PTX.
+pub fn target_for_first(gpus: &[fleet_protocol::GpuInfo]) -> Target {
+    gpus.first()
+        .and_then(|g| target_for_capability(&g.compute_capability))
+        .unwrap_or(Target::Ptx(None))
 }
 
 /// The target an operator names: `sm_90` is machine code, anything else
