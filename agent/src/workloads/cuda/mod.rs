@@ -274,6 +274,22 @@ pub fn is_sticky(e: &DriverError) -> bool {
     )
 }
 
+/// Threads in a block of the built-in bandwidth kernels.
+pub const BLOCK_THREADS: u32 = 256;
+
+/// The launch of a built-in bandwidth kernel over `n` f32 elements: one
+/// float4 a thread (the kernels load 16 bytes at a time, which is what
+/// brings a memory-bound kernel near the card's bandwidth), at most
+/// `max_blocks` blocks; the kernels' grid-stride loops cover the rest.
+pub fn float4_launch(n: u64, max_blocks: u32) -> cudarc::driver::LaunchConfig {
+    let quads = u32::try_from(n.div_ceil(4)).unwrap_or(u32::MAX).max(1);
+    cudarc::driver::LaunchConfig {
+        grid_dim: (quads.div_ceil(BLOCK_THREADS).min(max_blocks), 1, 1),
+        block_dim: (BLOCK_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// A driver error as job error text; out-of-memory is named as such.
 pub fn cuda_error(e: DriverError, index: usize) -> String {
     if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
@@ -340,6 +356,26 @@ pub(crate) mod tests {
         assert!(is_sticky(&DriverError(CUresult::CUDA_ERROR_ASSERT)));
         assert!(!is_sticky(&DriverError(CUresult::CUDA_ERROR_INVALID_VALUE)));
         assert!(!is_sticky(&DriverError(CUresult::CUDA_ERROR_OUT_OF_MEMORY)));
+    }
+
+    #[test]
+    fn float4_launch_gives_each_thread_four_elements_up_to_the_block_cap() {
+        let blocks = |n, cap| float4_launch(n, cap).grid_dim.0;
+        assert_eq!(blocks(1, 4096), 1);
+        assert_eq!(blocks(4 * 256, 4096), 1);
+        // One element past a block's share needs a second block, which
+        // holds the n mod 4 tail.
+        assert_eq!(blocks(4 * 256 + 1, 4096), 2);
+        assert_eq!(blocks(1 << 20, 4096), 1024);
+        assert_eq!(blocks(cuda_sizes_max(), 4096), 4096);
+        assert_eq!(blocks(cuda_sizes_max(), 1 << 16), 1 << 16);
+        let config = float4_launch(1000, 4096);
+        assert_eq!(config.block_dim, (BLOCK_THREADS, 1, 1));
+        assert_eq!(BLOCK_THREADS % 32, 0, "reduce_sum needs whole warps");
+    }
+
+    fn cuda_sizes_max() -> u64 {
+        fleet_protocol::workload_args::cuda_sizes::MAX_N
     }
 
     #[test]

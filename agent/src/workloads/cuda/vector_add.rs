@@ -1,12 +1,12 @@
 //! `cuda.vector_add`: `{"n": N}` — adds two N-element f32 vectors on the
 //! GPU with an NVRTC-compiled kernel and checks the sum on the CPU.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::PushKernelArg;
 use serde_json::{json, Value};
 
 use fleet_protocol::workload_args::cuda_sizes;
 
-use super::{cuda_error, device};
+use super::{cuda_error, device, float4_launch};
 
 pub const KIND: &str = "cuda.vector_add";
 
@@ -80,14 +80,7 @@ pub fn run(index: usize, n: u64) -> Result<Report, String> {
     let b_dev = stream.clone_htod(&b).map_err(cuda)?;
     let mut c_dev = stream.alloc_zeros::<f32>(len).map_err(cuda)?;
     let n32 = n as u32;
-    // One float4 a thread, up to 65,536 blocks of 256; the loop covers
-    // the rest.
-    let threads = 256u32;
-    let config = LaunchConfig {
-        grid_dim: ((n32 / 4).max(1).div_ceil(threads).min(1 << 16), 1, 1),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let config = float4_launch(n, 1 << 16);
 
     // SAFETY (each launch): the kernel's signature is (const float*,
     // const float*, float*, unsigned int) and the arguments match it; all
