@@ -4,6 +4,7 @@
 //! purpose). Each drives a job through [`Workloads::run`], the agent's own
 //! path from assignment to result, so what they show is what a job sees.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fleet_protocol::Assignment;
@@ -16,6 +17,21 @@ use crate::{cuda_libraries, gpu};
 /// The agent's workloads on this machine's GPUs, CUDA's libraries found
 /// as the agent finds them (plus `FLEET_CUDA_LIB_DIRS`).
 fn workloads() -> Workloads {
+    workloads_with(ExecPolicy::default())
+}
+
+/// As [`workloads`], with `exec` allowed as `policy` says.
+fn workloads_with(policy: ExecPolicy) -> Workloads {
+    let found = find_cuda_libraries();
+    assert!(
+        gpu::driver_present() && gpu::nvrtc_present() && !gpu::detect().is_empty(),
+        "these tests need a GPU, its driver and NVRTC; libraries: {found:?}"
+    );
+    Workloads::detect(true, policy, true, Duration::from_secs(60))
+}
+
+/// Loads CUDA's libraries as the agent does, and says where each was.
+fn find_cuda_libraries() -> Vec<cuda_libraries::Status> {
     // The agent's logs, for what a failing test leaves behind.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -26,12 +42,7 @@ fn workloads() -> Workloads {
         .filter(|d| !d.is_empty())
         .map(Into::into)
         .collect();
-    let found = cuda_libraries::prepare(&cuda_libraries::search_dirs(&dirs));
-    assert!(
-        gpu::driver_present() && gpu::nvrtc_present() && !gpu::detect().is_empty(),
-        "these tests need a GPU, its driver and NVRTC; libraries: {found:?}"
-    );
-    Workloads::detect(true, ExecPolicy::default(), true, Duration::from_secs(60))
+    cuda_libraries::prepare(&cuda_libraries::search_dirs(&dirs))
 }
 
 fn job(kind: &str, args: Value, timeout: Duration) -> Assignment {
@@ -277,4 +288,76 @@ async fn heartbeats_carry_each_gpus_free_memory_and_nvml_readings() {
         // NVML ships with the driver on these machines.
         assert!(s.temperature_c.is_some(), "no NVML temperature: {s:?}");
     }
+}
+
+/// How [`the_gpus_this_process_sees`] starts the line that lists them.
+const SEES: &str = "fleet-gpu-test: this process sees ";
+
+/// Lists the UUIDs of the GPUs the driver shows this process. Run alone,
+/// it sees every GPU; run as an `exec` job's command (below), only the
+/// job's.
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check runs it"]
+fn the_gpus_this_process_sees() {
+    let found = find_cuda_libraries();
+    let seen: Vec<String> = gpu::uuids().into_iter().map(|(_, uuid)| uuid).collect();
+    assert!(
+        !seen.is_empty(),
+        "the driver shows no GPU (CUDA_VISIBLE_DEVICES={:?}; libraries: {found:?})",
+        std::env::var("CUDA_VISIBLE_DEVICES")
+    );
+    println!("{SEES}{}", seen.join(","));
+}
+
+#[tokio::test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check runs it"]
+async fn an_exec_job_sees_exactly_its_gpu_named_by_uuid() -> anyhow::Result<()> {
+    let me = std::env::current_exe()?;
+    let env = PathBuf::from("/usr/bin/env");
+    let policy = ExecPolicy::new(
+        vec![env.clone(), me.clone()],
+        vec!["FLEET_CUDA_LIB_DIRS".into()],
+    );
+    let w = workloads_with(policy.map_err(anyhow::Error::msg)?);
+    // The last GPU: on a machine with several, not the one a child would
+    // see by default.
+    let uuids = gpu::uuids();
+    let Some((index, uuid)) = uuids.last().cloned() else {
+        panic!("no GPU UUIDs from the driver: {uuids:?}");
+    };
+    let on_it = |args: Value| Assignment {
+        gpus: vec![index],
+        ..job("exec", args, MINUTE)
+    };
+    let stdout = |r: &Result<Value, String>| {
+        r.as_ref()
+            .ok()
+            .and_then(|r| r["stdout_tail"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // What the job is given: its GPU's UUID, not an index that a child's
+    // own device order could map elsewhere.
+    let r = w.run(&on_it(json!({"command": env}))).await;
+    let given = format!("CUDA_VISIBLE_DEVICES={uuid}");
+    assert!(uuid.starts_with("GPU-"), "{uuid}");
+    assert!(stdout(&r).lines().any(|l| l == given), "{r:?}");
+
+    // What the driver then shows a CUDA program started by the job: that
+    // GPU and no other.
+    let r = w
+        .run(&on_it(json!({
+            "command": me,
+            "args": ["--ignored", "--exact", "workloads::gpu_tests::the_gpus_this_process_sees",
+                     "--nocapture", "--test-threads", "1"],
+        })))
+        .await;
+    let out = stdout(&r);
+    // The test harness may print the test's name on the same line first.
+    let seen = out
+        .lines()
+        .find_map(|l| l.split_once(SEES).map(|(_, seen)| seen.trim()));
+    assert_eq!(seen, Some(uuid.as_str()), "{r:?}");
+    Ok(())
 }
