@@ -114,7 +114,7 @@ impl Client {
             };
             is_valid_token(&id)?;
             job.id = Some(id.clone());
-            if let Err(error) = job.clone().validate(&id) {
+            if let Err(error) = job.check(&id) {
                 return Err(ClientError::Invalid { job_id: id, error });
             }
             named.push((id, job));

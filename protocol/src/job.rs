@@ -228,10 +228,35 @@ impl JobSpec {
     /// Checks the submission and fills in defaults. `fallback_id` names the
     /// job when the submission carries no id of its own.
     pub fn validate(self, fallback_id: &str) -> Result<ValidJob, InvalidJob> {
-        let id = self.id.unwrap_or_else(|| fallback_id.to_string());
-        is_valid_token(&id)?;
+        let Checked {
+            timeout,
+            max_attempts,
+            priority,
+        } = self.check(fallback_id)?;
+        let args = if self.args.is_null() {
+            Value::Object(Default::default())
+        } else {
+            self.args
+        };
+        Ok(ValidJob {
+            id: self.id.unwrap_or_else(|| fallback_id.to_string()),
+            kind: self.kind,
+            args,
+            priority,
+            timeout,
+            timeout_given: self.timeout_ms.is_some(),
+            max_attempts,
+            requires: self.requires,
+        })
+    }
+
+    /// What [`JobSpec::validate`] checks, without taking the job: for a
+    /// producer that still has to send it (arguments can be megabytes of
+    /// base64, not worth a copy to check).
+    pub fn check(&self, fallback_id: &str) -> Result<Checked, InvalidJob> {
+        is_valid_token(self.id.as_deref().unwrap_or(fallback_id))?;
         if !workload::is_known(&self.kind) {
-            return Err(InvalidJob::UnknownKind(self.kind));
+            return Err(InvalidJob::UnknownKind(self.kind.clone()));
         }
         let max_timeout = defaults::MAX_JOB_TIMEOUT.as_millis() as u64;
         let timeout = match self.timeout_ms {
@@ -273,22 +298,23 @@ impl JobSpec {
                 self.kind
             )));
         }
-        let args = if self.args.is_null() {
-            Value::Object(Default::default())
-        } else {
-            self.args
-        };
-        Ok(ValidJob {
-            id,
-            kind: self.kind,
-            args,
-            priority,
+        Ok(Checked {
             timeout,
-            timeout_given: self.timeout_ms.is_some(),
             max_attempts,
-            requires: self.requires,
+            priority,
         })
     }
+}
+
+/// The defaults a checked job takes: what [`JobSpec::check`] works out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Checked {
+    /// The job's time limit per attempt.
+    pub timeout: Duration,
+    /// How many attempts it gets before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Its priority, given or derived from its reward.
+    pub priority: Priority,
 }
 
 fn check_requirements(r: &Requirements) -> Result<(), InvalidJob> {

@@ -247,3 +247,21 @@ async fn bench_smoke_over_simulated_agents() -> anyhow::Result<()> {
     assert_eq!(audit["ok"], true, "{audit}");
     Ok(())
 }
+
+#[test]
+fn submit_refuses_a_job_the_balancer_would_reject_before_connecting() -> anyhow::Result<()> {
+    // Nothing listens on port 1: the refusal must come before any
+    // connection is tried.
+    let out = std::process::Command::new(binary("fleetctl")?)
+        .args(["--nats-url", "nats://127.0.0.1:1", "submit", "--kind"])
+        .args(["cuda.kernel", "--args", r#"{"entry": "k"}"#])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 2: bad input, as an unreachable NATS would also give; the message
+    // tells them apart.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr.contains("the job would be rejected"), "{stderr}");
+    assert!(!stderr.contains("cannot connect"), "{stderr}");
+    assert!(stderr.contains("source"), "names what is missing: {stderr}");
+    Ok(())
+}

@@ -68,8 +68,7 @@ pub async fn run(cli: &Cli, a: &SubmitArgs) -> anyhow::Result<i32> {
     };
     // Catch what the balancer would refuse before anything is sent.
     template
-        .clone()
-        .validate(&a.id.clone().unwrap_or_else(|| "check".into()))
+        .check(a.id.as_deref().unwrap_or("check"))
         .context("the job would be rejected")?;
 
     let client = Client::connect_with(&cli.nats).await?;
