@@ -64,6 +64,60 @@ async fn exec_runs_only_where_allowed_and_refuses_other_commands() -> anyhow::Re
     Ok(())
 }
 
+/// Whether process `pid` is alive: listed and not a zombie (an adopted
+/// process stays listed until whoever adopted it reaps it).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_command_dies_with_its_agent() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
+    fleet.start_agent_with("runner", 2, &["--allow-exec", "/bin/sh"])?;
+    wait_until(Duration::from_secs(20), "both agents", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 2)
+    })
+    .await?;
+    let pid_file = fleet.dir.path().join("exec.pid");
+    let script = format!("echo $$ > {}; exec sleep 120", pid_file.display());
+    fleet
+        .client()
+        .await?
+        .submit(JobSpec::new(
+            "exec",
+            json!({"command": "/bin/sh", "args": ["-c", script]}),
+        ))
+        .await?;
+    let command_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    };
+    wait_until(Duration::from_secs(20), "the command running", || async {
+        Ok(command_pid().is_some_and(alive))
+    })
+    .await?;
+    let Some(pid) = command_pid() else {
+        anyhow::bail!("the pid file went away");
+    };
+
+    // The agent is killed outright: no code of its own runs.
+    fleet.agents[1].kill9();
+    wait_until(
+        Duration::from_secs(10),
+        "the command killed with its agent",
+        || async { Ok(!alive(pid)) },
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cuda_jobs_never_reach_an_agent_without_a_gpu() -> anyhow::Result<()> {
     let fleet = Fleet::start(FleetConfig::with_agents(2, 2)).await?;

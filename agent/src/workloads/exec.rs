@@ -15,7 +15,9 @@
 //!   when it was started with one.
 //! - The program runs in its own process group; when the job is
 //!   cancelled or times out, the whole group is killed (SIGKILL), so
-//!   nothing it started lives on.
+//!   nothing it started lives on. An agent exiting on its own kills every
+//!   group first ([`process_groups`]); an agent killed outright takes the
+//!   program with it (a parent-death signal).
 //! - The result is the exit code and the last [`TAIL_BYTES`] of stdout and
 //!   stderr; a non-zero exit fails the attempt with the stderr tail.
 
@@ -25,6 +27,8 @@ use std::process::Stdio;
 use fleet_protocol::workload_args::exec_request::{self, ExecRequest};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::process_groups;
 
 /// How much of each output stream the result keeps (the end of it).
 pub const TAIL_BYTES: usize = 16 * 1024;
@@ -135,18 +139,32 @@ pub fn parse(job_args: &Value, policy: &ExecPolicy) -> Result<Request, String> {
 /// Kills the process group if the job's future is dropped before the
 /// command ended (cancel, timeout). It is dropped before the child handle,
 /// so the group leader is still unreaped then and its group id cannot
-/// have been reused.
+/// have been reused. While it holds the group, the group is listed in
+/// [`process_groups::LIVE`], for an agent that exits on its own.
 struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn new(pgid: Option<i32>) -> GroupGuard {
+        if let Some(pgid) = pgid {
+            process_groups::LIVE.add(pgid);
+        }
+        GroupGuard(pgid)
+    }
+
+    /// The command ended and was reaped: its group id may be reused from
+    /// now on, so it must never be signalled again.
+    fn ended(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            process_groups::LIVE.remove(pgid);
+        }
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: kill(2) with a negative pid signals that process
-            // group; it touches no memory of ours. A group that already
-            // exited makes it fail with ESRCH, which is fine.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+        if let Some(pgid) = self.0.take() {
+            process_groups::kill_group(pgid);
+            process_groups::LIVE.remove(pgid);
         }
     }
 }
@@ -170,15 +188,34 @@ pub async fn run(request: Request, gpus: &[u32], policy: &ExecPolicy) -> Result<
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // Should the agent be killed outright, the kernel kills the command
+    // too, instead of leaving it running on a GPU the balancer will give
+    // to another job. (The signal comes when the thread that started the
+    // command ends: a tokio worker, which lives as long as the agent.)
+    let agent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: prctl(2) and getppid(2),
+    // and io::Error from a raw code (no allocation).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The agent died before the request took hold: run nothing.
+            if libc::getppid() != agent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
     let mut child = command
         .spawn()
         .map_err(|e| format!("exec: cannot start {}: {e}", request.command.display()))?;
-    let mut guard = GroupGuard(child.id().map(|pid| pid as i32));
+    let mut guard = GroupGuard::new(child.id().map(|pid| pid as i32));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (status, out, err) = tokio::join!(child.wait(), tail(stdout), tail(stderr));
-    // It ended (and was reaped): its group id may be reused from now on.
-    guard.0 = None;
+    guard.ended();
     let status = status.map_err(|e| format!("exec: waiting for the command failed: {e}"))?;
     let code = status.code();
     if status.success() {

@@ -8,6 +8,7 @@ pub mod cuda;
 mod echo;
 pub mod exec;
 mod flaky;
+pub mod process_groups;
 mod sleep;
 
 #[cfg(test)]

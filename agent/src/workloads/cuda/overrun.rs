@@ -31,6 +31,12 @@ pub fn exit_to_free(gpu: usize, why: &str) -> ! {
         "exiting so the driver frees the GPU (the supervisor restarts the agent)"
     );
     eprintln!("fleet-agent: GPU {gpu}: {why}; exiting with status {EXIT_GPU_WEDGED} to free it");
+    // No destructor runs past exit: the exec jobs' guards would not kill
+    // their commands, which would run on unsupervised.
+    let killed = crate::workloads::process_groups::LIVE.kill_all();
+    if killed > 0 {
+        tracing::warn!(gpu, killed, "killed the exec jobs still running");
+    }
     std::process::exit(EXIT_GPU_WEDGED);
 }
 
