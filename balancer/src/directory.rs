@@ -46,6 +46,9 @@ pub struct AgentView {
     /// False once Redis refused it as not alive.
     pub alive: bool,
     pub draining: bool,
+    /// The agent said it is shutting down: nothing new until it
+    /// registers again.
+    pub stopping: bool,
     /// Device index → the job holding it.
     pub gpu_jobs: HashMap<u32, String>,
     /// Hottest GPU at the last heartbeat, °C.
@@ -77,6 +80,7 @@ impl AgentView {
             failed: 0,
             alive: true,
             draining: false,
+            stopping: false,
             gpu_jobs: HashMap::new(),
             temperature_c: None,
             utilization_pct: None,
@@ -220,6 +224,7 @@ impl Directory {
         entry.last_seen_ms = now_ms;
         entry.alive = true;
         entry.suspect = false;
+        entry.stopping = false;
         if leases == 0 {
             entry.gpu_jobs.clear();
         }
@@ -322,6 +327,13 @@ impl Directory {
         }
     }
 
+    /// The agent is shutting down (its heartbeat said so).
+    pub fn set_stopping(&self, id: &str) {
+        if let Some(a) = self.lock().get_mut(id).map(Arc::make_mut) {
+            a.stopping = true;
+        }
+    }
+
     /// Fresh performance history from Redis.
     pub fn set_perf(&self, perf: HashMap<String, HashMap<String, Perf>>) {
         let mut agents = self.lock();
@@ -383,7 +395,7 @@ impl Directory {
     }
 
     fn schedulable(&self, a: &AgentView, now_ms: u64) -> bool {
-        self.is_healthy(a, now_ms) && !a.draining && !a.too_hot()
+        self.is_healthy(a, now_ms) && !a.draining && !a.stopping && !a.too_hot()
     }
 
     /// Every agent id.

@@ -79,7 +79,8 @@ fn script_fields(event: &AgentEvent) -> Vec<String> {
             serde_json::to_string(&e.capabilities).unwrap_or_else(|_| "{}".into()),
         ],
         AgentEvent::Heartbeat(e) => {
-            let mut fields = vec![e.agent_id.clone(), e.incarnation.clone()];
+            let stopping = if e.stopping { "1" } else { "0" };
+            let mut fields = vec![e.agent_id.clone(), e.incarnation.clone(), stopping.into()];
             for job in e.running.iter().chain(&e.waiting).chain(&e.finishing) {
                 fields.push(job.job_id.clone());
                 fields.push(job.attempt.to_string());
@@ -304,6 +305,9 @@ impl Events {
                     .filter_map(|g| g.utilization_pct)
                     .reduce(f32::max);
                 self.directory.thermal(agent, hottest, busiest);
+                if h.stopping {
+                    self.directory.set_stopping(agent);
+                }
                 // Each triple: a running lease the agent no longer holds.
                 let mut dead = Vec::new();
                 let dropped = reply.get(1..).unwrap_or_default();

@@ -104,6 +104,8 @@ pub struct AgentStats {
     pub score: f64,
     pub is_healthy: bool,
     pub draining: bool,
+    /// Shutting down: finishing what it holds, taking nothing new.
+    pub stopping: bool,
     pub gpus: Vec<GpuInfo>,
     pub gpus_in_use: usize,
     pub temperature_c: Option<f32>,
@@ -155,6 +157,7 @@ pub async fn collect(
             ),
             is_healthy,
             draining: view.draining,
+            stopping: view.stopping,
             gpus: view.capabilities.gpus.clone(),
             gpus_in_use: view.gpu_jobs.len(),
             temperature_c: view.temperature_c,

@@ -701,6 +701,7 @@ impl Store {
                 view.failed = num("failed");
                 view.alive = h.get("state").map(String::as_str) == Some("alive");
                 view.draining = h.get("draining").map(String::as_str) == Some("1");
+                view.stopping = h.get("stopping").map(String::as_str) == Some("1");
                 view.gpu_jobs = gpus;
                 view.perf = parse_perf(&perf);
                 agents.push(view);

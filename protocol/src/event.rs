@@ -51,6 +51,11 @@ pub struct Heartbeat {
     /// Each GPU's state now, where the agent can read it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuStatus>,
+    /// The agent is shutting down (SIGTERM): it finishes what it holds and
+    /// must be given nothing new. Unlike an operator's drain, this ends
+    /// with the process: the next incarnation registers without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
 }
 
 /// One GPU's state in a heartbeat; each reading is optional (no NVML, no

@@ -274,9 +274,10 @@ fn event_for(agent: impl Strategy<Value = String>) -> impl Strategy<Value = Agen
                 vec(running_job(), 0..3),
                 vec(running_job(), 0..3),
                 vec(gpu_status(), 0..3),
+                any::<bool>(),
             )
                 .prop_map(
-                    |(agent_id, incarnation, running, waiting, finishing, gpus)| {
+                    |(agent_id, incarnation, running, waiting, finishing, gpus, stopping)| {
                         AgentEvent::Heartbeat(Heartbeat {
                             agent_id,
                             incarnation,
@@ -284,6 +285,7 @@ fn event_for(agent: impl Strategy<Value = String>) -> impl Strategy<Value = Agen
                             waiting,
                             finishing,
                             gpus,
+                            stopping,
                         })
                     }
                 ),

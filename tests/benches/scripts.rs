@@ -253,7 +253,7 @@ async fn steady_fleet(store: &Store, agents: usize, per_agent: usize) -> anyhow:
             started.push("started", vec![agent.clone(), id.clone(), "1".into()]);
         }
         events(store, &started, &["ok"]).await?;
-        let mut fields = vec![agent.clone(), "incarnation-1".into()];
+        let mut fields = vec![agent.clone(), "incarnation-1".into(), "0".into()];
         for id in held {
             fields.push(id.clone());
             fields.push("1".into());

@@ -357,6 +357,12 @@ async fn a_placement_the_agent_cannot_take_queues_the_job() -> anyhow::Result<()
     register(&draining, "a", 2, 0).await?;
     assert!(draining.drain("a", true).await?);
 
+    // Shutting down: its heartbeat said so.
+    let stopping = leader_on(&redis, "stopping").await?;
+    register(&stopping, "a", 2, 0).await?;
+    let reply = event(&stopping, "heartbeat", &["a", "inc-1", "1"], NOW).await?;
+    assert_eq!(reply, ["ok"]);
+
     // Slots 1 + prefetch 1, both taken at admission.
     let full = leader_on(&redis, "full").await?;
     register(&full, "a", 1, 1).await?;
@@ -378,6 +384,7 @@ async fn a_placement_the_agent_cannot_take_queues_the_job() -> anyhow::Result<()
     for (store, to, why) in [
         (&unknown, placement("ghost", &[]), "unknown agent"),
         (&draining, placement("a", &[]), "draining agent"),
+        (&stopping, placement("a", &[]), "stopping agent"),
         (&full, placement("a", &[]), "full agent"),
         (&gpu, placement("a", &[1, 0]), "busy GPU"),
     ] {
@@ -407,6 +414,33 @@ async fn a_placement_the_agent_cannot_take_queues_the_job() -> anyhow::Result<()
     // The GPU the refused job asked for but did not get stays free.
     let gpu1: Option<String> = gpu.conn().hget(gpu.keys().agent_gpus("a"), "1").await?;
     assert_eq!(gpu1, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agent_stops_being_stopping_when_it_registers_again() -> anyhow::Result<()> {
+    let s = Scenario::start("restarted").await?;
+    register(&s.store, "a", 2, 0).await?;
+    let agent = s.store.keys().agent("a");
+    let stopping = || async {
+        let v: Option<String> = s.store.conn().hget(&agent, "stopping").await?;
+        anyhow::Ok(v)
+    };
+    // An ordinary heartbeat leaves the agent as it was.
+    event(&s.store, "heartbeat", &["a", "inc-1", "0"], NOW).await?;
+    assert_eq!(stopping().await?, None);
+    event(&s.store, "heartbeat", &["a", "inc-1", "1"], NOW).await?;
+    assert_eq!(stopping().await?.as_deref(), Some("1"));
+
+    // Its supervisor started it again: a new process, not stopping.
+    let caps = CAPS.to_string();
+    let reply = event(&s.store, "register", &["a", "inc-2", "2", "0", &caps], NOW).await?;
+    assert_eq!(reply.first().map(String::as_str), Some("ok"), "{reply:?}");
+    assert_eq!(stopping().await?, None);
+    assert_eq!(
+        admit(&s.store, "one", Some(placement("a", &[]))).await?,
+        Enqueued::Leased
+    );
     Ok(())
 }
 

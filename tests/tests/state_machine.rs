@@ -1082,7 +1082,7 @@ impl Resolved {
                 incarnation,
                 listed,
             } => {
-                let mut f = vec![agent.clone(), incarnation.clone()];
+                let mut f = vec![agent.clone(), incarnation.clone(), "0".into()];
                 for (job, attempt) in listed {
                     f.push(job.clone());
                     f.push(attempt.to_string());

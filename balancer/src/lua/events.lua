@@ -28,7 +28,8 @@ while i <= #ARGV do
   elseif kind == 'register' then
     r = on_register(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now)
   elseif kind == 'heartbeat' then
-    r = on_heartbeat(ARGV[a], ARGV[a + 1], a + 2, a + n - 1, now, heartbeat_timeout)
+    r = on_heartbeat(ARGV[a], ARGV[a + 1], ARGV[a + 2], a + 3, a + n - 1, now,
+      heartbeat_timeout)
   else
     r = {'unknown_event'}
   end

@@ -11,14 +11,19 @@
 -- A listed job still 'assigned' (prefetched, waiting for a slot) has its
 -- lease renewed for another heartbeat timeout.
 --
--- Fields: agent, incarnation, then job_id, attempt pairs (from ARGV[first]
--- to ARGV[last]): running, waiting and finishing jobs alike.
+-- A heartbeat from an agent shutting down (stopping '1') marks it
+-- `stopping`: like a drained agent, it is leased nothing new
+-- (lease_refusal) until a new incarnation registers.
+--
+-- Fields: agent, incarnation, stopping ('1' or '0'), then job_id, attempt
+-- pairs (from ARGV[first] to ARGV[last]): running, waiting and finishing
+-- jobs alike.
 -- Returns {'ok', then job_id, outcome, history per failed lease},
 -- {'unknown_agent'} (it must register), {'stale_incarnation'} (from a
 -- replaced process) or {'dead_agent'} (declared dead; it must register
 -- again as a new incarnation).
 
-local function on_heartbeat(agent, incarnation, first, last, now, heartbeat_timeout)
+local function on_heartbeat(agent, incarnation, stopping, first, last, now, heartbeat_timeout)
   local key = k_agent(agent)
   local a = redis.call('HMGET', key, 'incarnation', 'state', 'beats')
   if not a[1] then
@@ -58,6 +63,9 @@ local function on_heartbeat(agent, incarnation, first, last, now, heartbeat_time
   end
   redis.call('HSET', key, 'last_seen', now, 'reported_running', count,
     'beats', beats + 1)
+  if stopping == '1' then
+    redis.call('HSET', key, 'stopping', '1')
+  end
   redis.call('ZADD', K_SEEN, now, agent)
   return out
 end

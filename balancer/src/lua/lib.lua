@@ -134,12 +134,13 @@ local function release_lease(id, agent)
 end
 
 -- Why `agent` cannot take one more lease using GPUs `devices` now, or
--- nil if it can: it must be alive, not draining, below slots + prefetch
+-- nil if it can: it must be alive, not draining or stopping, below slots + prefetch
 -- (invariant 3), and each device must be free. Also returns the agent's
 -- slots and how many leases it holds, which the caller needs next.
 local function lease_refusal(agent, devices)
-  local a = redis.call('HMGET', k_agent(agent), 'state', 'slots', 'draining', 'prefetch')
-  if a[1] ~= 'alive' or a[3] == '1' then
+  local a = redis.call('HMGET', k_agent(agent), 'state', 'slots', 'draining', 'prefetch',
+    'stopping')
+  if a[1] ~= 'alive' or a[3] == '1' or a[5] == '1' then
     return 'agent_unavailable'
   end
   local slots = tonumber(a[2])

@@ -10,6 +10,8 @@ local function on_register(agent, incarnation, slots, prefetch, caps, now)
   redis.call('HSET', key, 'id', agent, 'incarnation', incarnation,
     'slots', slots, 'prefetch', prefetch, 'caps', caps, 'state', 'alive',
     'registered_at', now, 'last_seen', now, 'beats', 0)
+  -- A process that registers is not the one that was shutting down.
+  redis.call('HDEL', key, 'stopping')
   redis.call('SADD', K_AGENTS, agent)
   redis.call('ZADD', K_SEEN, now, agent)
   local dead = {}

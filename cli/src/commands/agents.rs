@@ -15,9 +15,14 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
         "AGENT", "STATE", "JOBS", "SUCCESS", "SCORE", "TEMP"
     );
     for a in doc["agents"].as_array().cloned().unwrap_or_default() {
-        let state = match (a["is_healthy"].as_bool(), a["draining"].as_bool()) {
-            (Some(true), Some(true)) => "draining",
-            (Some(true), _) => "healthy",
+        let state = match (
+            a["is_healthy"].as_bool(),
+            a["stopping"].as_bool(),
+            a["draining"].as_bool(),
+        ) {
+            (Some(true), Some(true), _) => "stopping",
+            (Some(true), _, Some(true)) => "draining",
+            (Some(true), _, _) => "healthy",
             _ => "down",
         };
         let gpus: Vec<String> = a["gpus"]
