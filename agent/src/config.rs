@@ -57,6 +57,13 @@ pub struct Config {
     #[arg(long, env = "FLEET_GPU_OVERRUN_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub gpu_overrun_grace: Duration,
 
+    /// On SIGTERM or SIGINT the agent asks for no new jobs and finishes
+    /// what it holds; jobs still held after this long are stopped and
+    /// handed back (failed attempts, re-queued at once). A second signal
+    /// stops everything at once.
+    #[arg(long, env = "FLEET_STOP_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub stop_grace: Duration,
+
     /// Measure each GPU (f16 GEMM TFLOP/s, memory GB/s) before
     /// registering, so the balancer's speed score starts from a measurement.
     #[arg(long, env = "FLEET_BENCHMARK_ON_START")]

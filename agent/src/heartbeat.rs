@@ -1,5 +1,6 @@
 //! The heartbeat: every interval, tell the balancer this agent is alive
-//! and which jobs it holds.
+//! and which jobs it holds; and at once when the runner asks (it started
+//! shutting down).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,10 @@ pub async fn run(runner: Arc<Runner>, reporter: Reporter, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = runner.beat_requested() => {}
+        }
         let beat = runner.heartbeat();
         let agent_id = beat.agent_id.clone();
         // A lost heartbeat is replaced by the next one: no retry.

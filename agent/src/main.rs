@@ -10,6 +10,10 @@
 //! selftest` checks the local GPUs against a CPU reference ([`selftest`]);
 //! `fleet-agent check-kernel` compiles a user's kernel without a GPU
 //! ([`check_kernel`]).
+//!
+//! SIGTERM or SIGINT stops it gracefully: it asks the balancer for no new
+//! jobs, finishes what it holds within `--stop-grace`, hands back the
+//! rest, and exits 0. A second signal stops it at once.
 
 mod capabilities;
 mod check_kernel;
@@ -30,6 +34,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fleet_protocol::{event::Register, subjects, Capabilities};
+use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::config::{Command, Config};
@@ -60,7 +65,62 @@ async fn main() -> anyhow::Result<()> {
             let outcome = check_kernel::run(file, entry, arch.clone(), output.as_deref())?;
             std::process::exit(outcome.exit_code());
         }
-        None => run(config).await,
+        None => {
+            let outcome = run(config).await;
+            // Nothing of this process's work may outlive it: exec jobs'
+            // process groups go, and a CUDA call still running must not
+            // hold up the exit (the runtime would wait for it).
+            workloads::process_groups::LIVE.kill_all();
+            if let Err(e) = outcome {
+                eprintln!("Error: {e:?}");
+                std::process::exit(1);
+            }
+            std::process::exit(0);
+        }
+    }
+}
+
+/// How long past its stop grace a stopping agent may take to hand jobs
+/// back and store their events before the process ends regardless (NATS
+/// may be gone: `scripts/fleet-down` stops everything together).
+const STOP_SLACK: Duration = Duration::from_secs(10);
+
+/// Turns the first SIGTERM or SIGINT into a stop request for every agent
+/// of this process; the second, or the stop grace plus [`STOP_SLACK`]
+/// running out, ends the process at once.
+fn stop_on_signals(grace: Duration) -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::warn!(
+            "stopping: no new jobs; finishing what is held (a second signal stops at once)"
+        );
+        let _ = stop.send(true);
+        tokio::select! {
+            _ = term.recv() => tracing::warn!("second signal: stopping at once"),
+            _ = interrupt.recv() => tracing::warn!("second signal: stopping at once"),
+            () = tokio::time::sleep(grace + STOP_SLACK) => {
+                tracing::error!("still stopping past the grace: stopping at once");
+            }
+        }
+        let killed = workloads::process_groups::LIVE.kill_all();
+        tracing::warn!(killed, "exec jobs killed; exiting");
+        std::process::exit(1);
+    });
+    Ok(stopped)
+}
+
+/// Resolves once a stop was requested.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        // No one can ask any more.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -129,6 +189,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         capabilities,
         heartbeat_interval: config.heartbeat_interval,
         report_start_after: config.report_start_after,
+        stop: stop_on_signals(config.stop_grace)?,
+        stop_grace: config.stop_grace,
     };
     let mut churn = config
         .simulate
@@ -172,6 +234,9 @@ struct Launcher {
     capabilities: Capabilities,
     heartbeat_interval: Duration,
     report_start_after: Duration,
+    /// Becomes true when the process is asked to stop.
+    stop: watch::Receiver<bool>,
+    stop_grace: Duration,
 }
 
 impl Launcher {
@@ -195,8 +260,12 @@ impl Launcher {
             self.js.clone(),
             register,
             workloads,
-            self.heartbeat_interval,
-            self.report_start_after,
+            Timing {
+                heartbeat_interval: self.heartbeat_interval,
+                report_start_after: self.report_start_after,
+                stop_grace: self.stop_grace,
+            },
+            self.stop.clone(),
         ))
     }
 }
@@ -206,7 +275,7 @@ impl Launcher {
 /// silent at once, as a machine that lost power does.
 struct Silence {
     runner: Arc<runner::Runner>,
-    tasks: [AbortHandle; 2],
+    tasks: [AbortHandle; 3],
 }
 
 impl Drop for Silence {
@@ -218,15 +287,22 @@ impl Drop for Silence {
     }
 }
 
+/// An agent's intervals and limits.
+struct Timing {
+    heartbeat_interval: Duration,
+    report_start_after: Duration,
+    stop_grace: Duration,
+}
+
 /// Runs one agent: subscribes, registers, heartbeats, and serves its
-/// assignments until the connection ends.
+/// assignments until the connection ends or it is stopped.
 async fn serve(
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
     register: Register,
     workloads: workloads::Workloads,
-    heartbeat_interval: Duration,
-    report_start_after: Duration,
+    timing: Timing,
+    mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let agent_id = register.agent_id.clone();
     let reporter = reporter::Reporter::new(js, agent_id.clone());
@@ -236,17 +312,49 @@ async fn serve(
     let control = nats.subscribe(subjects::control(&agent_id)).await?;
     let runner = Arc::new(
         runner::Runner::new(register, reporter.clone(), workloads)
-            .report_start_after(report_start_after),
+            .report_start_after(timing.report_start_after),
     );
     runner.register().await;
+    // Assignments are served until the very end, also while stopping:
+    // one already on its way when the balancer learned of the stop is
+    // still taken and run.
+    let mut assigned = tokio::spawn(runner.clone().serve_assignments(assignments));
     let _silence = Silence {
         tasks: [
-            tokio::spawn(heartbeat::run(runner.clone(), reporter, heartbeat_interval))
-                .abort_handle(),
+            tokio::spawn(heartbeat::run(
+                runner.clone(),
+                reporter,
+                timing.heartbeat_interval,
+            ))
+            .abort_handle(),
             tokio::spawn(runner.clone().serve_control(control)).abort_handle(),
+            assigned.abort_handle(),
         ],
         runner: runner.clone(),
     };
-    runner.serve_assignments(assignments).await;
+    tokio::select! {
+        ended = &mut assigned => {
+            ended?;
+            return Ok(());
+        }
+        () = stop_requested(&mut stop) => {}
+    }
+    let agent_id = runner.agent_id().to_string();
+    tracing::info!(agent_id = %agent_id, held = runner.held(), grace = ?timing.stop_grace, "stopping: asking for no new jobs");
+    runner.stop();
+    if tokio::time::timeout(timing.stop_grace, runner.until_idle())
+        .await
+        .is_err()
+    {
+        runner
+            .hand_back(&format!(
+                "agent {agent_id} stopped: the job was still running after its {:?} stop grace",
+                timing.stop_grace
+            ))
+            .await;
+        // Jobs that were finishing send their own terminal events.
+        let _ = tokio::time::timeout(Duration::from_secs(5), runner.until_idle()).await;
+    }
+    tracing::info!(agent_id = %agent_id, "stopped");
     Ok(())
 }

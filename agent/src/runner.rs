@@ -15,8 +15,15 @@
 //! the job is dropped. Heartbeats list running, waiting and finishing
 //! jobs, so a heartbeat never omits a job whose terminal event it could
 //! overtake, and waiting jobs keep their leases.
+//!
+//! Stopping (SIGTERM): heartbeats say `stopping`, at once and from then
+//! on, so the balancer leases nothing new; the runner keeps running what
+//! it holds (and what was already on its way), and whatever is still held
+//! when the grace ends is stopped and reported failed, so the balancer
+//! re-queues it at once instead of after the heartbeat timeout.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +32,7 @@ use fleet_protocol::{
     AgentEvent, Assignment, AssignmentBatch, ControlMessage, Heartbeat, RunningJob,
 };
 use futures::StreamExt;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::reporter::{job_event_id, Reporter};
@@ -90,6 +98,10 @@ pub struct Runner {
     /// `started` is published only for a job still running this long
     /// after it began (zero: always, at once).
     report_start_after: Duration,
+    /// Shutting down: heartbeats say so.
+    stopping: AtomicBool,
+    /// Asks the heartbeat task for a heartbeat now.
+    beat_now: Notify,
 }
 
 impl Runner {
@@ -103,6 +115,8 @@ impl Runner {
             book: Mutex::new(Book::default()),
             register: Mutex::new(register),
             report_start_after: Duration::ZERO,
+            stopping: AtomicBool::new(false),
+            beat_now: Notify::new(),
         }
     }
 
@@ -151,6 +165,68 @@ impl Runner {
             waiting,
             finishing,
             gpus: self.workloads.gpu_status(&register.capabilities.gpus),
+            stopping: self.stopping.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    /// Resolves when a heartbeat is wanted before the next interval.
+    pub async fn beat_requested(&self) {
+        self.beat_now.notified().await;
+    }
+
+    /// Starts shutting down: asks the balancer, with a heartbeat now, to
+    /// lease this agent nothing new. What it holds runs on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.beat_now.notify_one();
+    }
+
+    /// How many jobs the agent holds: running, waiting, or finishing (its
+    /// terminal event not yet stored).
+    pub fn held(&self) -> usize {
+        self.book().jobs.len()
+    }
+
+    /// Resolves once the agent holds no job, every terminal event stored.
+    pub async fn until_idle(&self) {
+        // Shutdown only, so a short poll is simpler than a wake-up on
+        // every path a job can leave the book by.
+        while self.held() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every running or waiting job and reports each attempt failed
+    /// with `why`, so the balancer re-queues it at once. Jobs already
+    /// finishing are left to send their own terminal event.
+    pub async fn hand_back(&self, why: &str) {
+        let stopped: Vec<(String, u32)> = {
+            let mut book = self.book();
+            let ids: Vec<String> = book
+                .jobs
+                .iter()
+                .filter(|(_, h)| !matches!(h.phase, Phase::Finishing))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| book.remove(&id).map(|h| (id, h.attempt)))
+                .collect()
+        };
+        for (job_id, attempt) in stopped {
+            tracing::warn!(job_id = %job_id, attempt, agent_id = %self.agent_id, "job handed back: {why}");
+            let failed = AgentEvent::Failed(Failed {
+                agent_id: self.agent_id.clone(),
+                job_id: job_id.clone(),
+                attempt,
+                error: why.to_string(),
+                duration_ms: 0,
+            });
+            let id = job_event_id("failed", &job_id, attempt);
+            self.reporter.send_reliably(failed, Some(id)).await;
         }
     }
 

@@ -79,6 +79,12 @@ impl Process {
         Ok(())
     }
 
+    /// How the process ended, once it has: its exit code, or `None` if a
+    /// signal ended it. `Ok(None)` while it runs.
+    pub fn exit_code(&mut self) -> anyhow::Result<Option<Option<i32>>> {
+        Ok(self.child.try_wait()?.map(|status| status.code()))
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -1,0 +1,153 @@
+//! An agent stopped with SIGTERM: it asks for no new jobs, finishes what it
+//! holds, hands back what outlives its grace, and exits 0.
+
+use std::time::Duration;
+
+use fleet_protocol::{JobSpec, JobState};
+use fleet_tests::{wait_until, Fleet, FleetConfig};
+use serde_json::{json, Value};
+
+fn sleep_job(ms: u64) -> JobSpec {
+    JobSpec::new("sleep", json!({ "ms": ms }))
+}
+
+/// The agent's line in the stats document.
+async fn agent_stats(fleet: &Fleet, id: &str) -> anyhow::Result<Value> {
+    let stats = fleet.stats().await?;
+    Ok(stats["agents"]
+        .as_array()
+        .and_then(|agents| agents.iter().find(|a| a["agent_id"] == id))
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Waits until every job in `ids` runs.
+async fn wait_running(fleet: &Fleet, ids: &[String]) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(20), "the jobs running", || async {
+        for id in ids {
+            if fleet.job(id).await?["state"] != "running" {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await
+}
+
+/// Waits for agent process `index` to exit, and returns its exit code.
+async fn wait_exit(fleet: &mut Fleet, index: usize) -> anyhow::Result<Option<i32>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(code) = fleet.agents[index].exit_code()? {
+            return Ok(code);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the agent did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_agent_finishes_its_jobs_takes_no_new_ones_and_exits_0() -> anyhow::Result<()> {
+    // agent-0 keeps free slots while it stops, and has more than the
+    // other: only its stopping keeps new jobs away from it.
+    let mut fleet = Fleet::start(FleetConfig::with_agents(1, 4)).await?;
+    let client = fleet.client().await?;
+    let held = client.submit_many(vec![sleep_job(2_000); 2]).await?;
+    wait_running(&fleet, &held).await?;
+    fleet.start_agent("late", 1)?;
+    wait_until(Duration::from_secs(20), "the second agent", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 2)
+    })
+    .await?;
+
+    fleet.agents[0].signal("TERM")?;
+    wait_until(Duration::from_secs(10), "agent-0 stopping", || async {
+        Ok(agent_stats(&fleet, "agent-0").await?["stopping"] == true)
+    })
+    .await?;
+    let later = client.submit_many(vec![sleep_job(10); 4]).await?;
+    for r in client
+        .wait_many(&later, Duration::from_secs(20), |_| {})
+        .await?
+    {
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+        assert_eq!(
+            r.agent_id.as_deref(),
+            Some("late"),
+            "a stopping agent got {r:?}"
+        );
+    }
+
+    // What it held finished there, in its first attempt.
+    for r in client
+        .wait_many(&held, Duration::from_secs(20), |_| {})
+        .await?
+    {
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+        assert_eq!(r.agent_id.as_deref(), Some("agent-0"), "{r:?}");
+        assert_eq!(r.attempts.len(), 1, "{r:?}");
+    }
+    assert_eq!(wait_exit(&mut fleet, 0).await?, Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_grace_a_stopping_agent_hands_its_jobs_back() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(FleetConfig::with_agents(0, 1)).await?;
+    fleet.start_agent_with("brief", 1, &["--stop-grace", "300ms"])?;
+    wait_until(Duration::from_secs(20), "the agent", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 1)
+    })
+    .await?;
+    let client = fleet.client().await?;
+    let id = client.submit(sleep_job(3_000)).await?;
+    wait_running(&fleet, std::slice::from_ref(&id)).await?;
+    fleet.start_agent("late", 1)?;
+    wait_until(Duration::from_secs(20), "the second agent", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 2)
+    })
+    .await?;
+
+    fleet.agents[0].signal("TERM")?;
+    assert_eq!(wait_exit(&mut fleet, 0).await?, Some(0));
+    // Handed back at once, not after a heartbeat timeout: the job runs
+    // again elsewhere.
+    let r = client.wait(&id, Duration::from_secs(20)).await?;
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert_eq!(r.agent_id.as_deref(), Some("late"), "{r:?}");
+    let first = r.attempts.first().cloned();
+    assert!(
+        first.as_ref().is_some_and(|a| a.agent_id == "brief"
+            && a.outcome == "failed"
+            && a.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("stop grace")),
+        "{r:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_agent_that_cannot_report_still_exits() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(FleetConfig::with_agents(0, 1)).await?;
+    fleet.start_agent_with("cut-off", 1, &["--stop-grace", "200ms"])?;
+    wait_until(Duration::from_secs(20), "the agent", || async {
+        Ok(fleet.stats().await?["healthy_agents"] == 1)
+    })
+    .await?;
+    let id = fleet.client().await?.submit(sleep_job(60_000)).await?;
+    wait_running(&fleet, std::slice::from_ref(&id)).await?;
+
+    // NATS gone (as `scripts/fleet-down` stops everything at once): the
+    // job can be neither finished nor handed back.
+    fleet.nats.process().kill9();
+    fleet.agents[0].signal("TERM")?;
+    // Past the grace and its slack the process ends anyway, non-zero:
+    // what it held is left to the balancer's timeouts.
+    assert_eq!(wait_exit(&mut fleet, 0).await?, Some(1));
+    Ok(())
+}
