@@ -224,6 +224,7 @@ impl Runner {
                 attempt,
                 error: why.to_string(),
                 duration_ms: 0,
+                handed_back: true,
             });
             let id = job_event_id("failed", &job_id, attempt);
             self.reporter.send_reliably(failed, Some(id)).await;
@@ -385,6 +386,7 @@ impl Runner {
                     self.slots, self.prefetch
                 ),
                 duration_ms: 0,
+                handed_back: false,
             });
             let id = job_event_id("failed", &job_id, attempt);
             self.reporter.send_reliably(failed, Some(id)).await;
@@ -500,6 +502,7 @@ impl Runner {
                         attempt,
                         error,
                         duration_ms,
+                        handed_back: false,
                     }),
                 )
             }

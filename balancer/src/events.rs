@@ -101,6 +101,7 @@ fn script_fields(event: &AgentEvent) -> Vec<String> {
             e.attempt.to_string(),
             e.error.clone(),
             e.duration_ms.to_string(),
+            if e.handed_back { "1" } else { "0" }.into(),
         ],
     }
 }

@@ -105,6 +105,11 @@ pub struct Failed {
     pub attempt: u32,
     pub error: String,
     pub duration_ms: u64,
+    /// The agent stopped before the job ended and hands it back: not the
+    /// job's fault, so the attempt is spared (as one lost to a crash), and
+    /// not the agent's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed_back: bool,
 }
 
 /// Any agent event, named by the `<type>` token of its subject.

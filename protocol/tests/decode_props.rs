@@ -319,17 +319,26 @@ fn event_for(agent: impl Strategy<Value = String>) -> impl Strategy<Value = Agen
                         })
                     }
                 ),
-            (a, token(), any::<u32>(), text(), any::<u64>()).prop_map(
-                |(agent_id, job_id, attempt, error, duration_ms)| {
-                    AgentEvent::Failed(Failed {
-                        agent_id,
-                        job_id,
-                        attempt,
-                        error,
-                        duration_ms,
-                    })
-                }
-            ),
+            (
+                a,
+                token(),
+                any::<u32>(),
+                text(),
+                any::<u64>(),
+                any::<bool>()
+            )
+                .prop_map(
+                    |(agent_id, job_id, attempt, error, duration_ms, handed_back)| {
+                        AgentEvent::Failed(Failed {
+                            agent_id,
+                            job_id,
+                            attempt,
+                            error,
+                            duration_ms,
+                            handed_back,
+                        })
+                    }
+                ),
         ]
     })
 }

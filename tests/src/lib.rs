@@ -217,11 +217,7 @@ impl Fleet {
         for (id, slots) in &config.agents {
             fleet.start_agent(id, *slots)?;
         }
-        let want = config.agents.len() as u64;
-        wait_until(Duration::from_secs(20), "all agents healthy", || async {
-            Ok(fleet.stats().await?["healthy_agents"].as_u64() == Some(want))
-        })
-        .await?;
+        fleet.wait_healthy_agents(config.agents.len()).await?;
         Ok(fleet)
     }
 
@@ -275,6 +271,16 @@ impl Fleet {
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
         wait_leader(self.http_port, Duration::from_secs(20)).await
+    }
+
+    /// Waits up to 20 s (30 s for more than 10) until the stats count
+    /// `n` healthy agents.
+    pub async fn wait_healthy_agents(&self, n: usize) -> anyhow::Result<()> {
+        let limit = Duration::from_secs(if n > 10 { 30 } else { 20 });
+        wait_until(limit, &format!("{n} healthy agents"), || async {
+            Ok(self.stats().await?["healthy_agents"] == n)
+        })
+        .await
     }
 
     /// Starts another balancer (a standby while this one leads); returns

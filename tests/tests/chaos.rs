@@ -556,10 +556,7 @@ async fn a_dead_agent_is_forgotten_after_the_limit() -> anyhow::Result<()> {
         .balancer_args
         .extend(["--forget-agents-after".into(), "1s".into()]);
     let mut fleet = Fleet::start(config).await?;
-    wait_until(Duration::from_secs(20), "both agents", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 2)
-    })
-    .await?;
+    fleet.wait_healthy_agents(2).await?;
     fleet.agents[1].kill9();
     let listed = |stats: &serde_json::Value, id: &str| {
         stats["agents"]

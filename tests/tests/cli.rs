@@ -186,10 +186,7 @@ async fn bench_smoke_over_simulated_agents() -> anyhow::Result<()> {
             "0.5",
         ],
     )?;
-    wait_until(Duration::from_secs(30), "20 simulated agents", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 20)
-    })
-    .await?;
+    fleet.wait_healthy_agents(20).await?;
     let html_path = fleet.dir.path().join("bench-report.html");
     let out = fleetctl(
         &fleet,

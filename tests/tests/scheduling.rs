@@ -57,10 +57,7 @@ async fn every_job_lands_only_where_it_fits() -> anyhow::Result<()> {
     fleet.start_agent_with("h100", 2, &["--simulate-gpus", H100])?;
     fleet.start_agent_with("rtx", 4, &["--simulate-gpus", TWO_4090])?;
     fleet.start_agent("cpu", 4)?;
-    wait_until(Duration::from_secs(20), "3 agents", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 3)
-    })
-    .await?;
+    fleet.wait_healthy_agents(3).await?;
     let assignments = spy_assignments(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
 
@@ -113,10 +110,7 @@ async fn an_impossible_job_is_reported_does_not_block_and_runs_when_a_fit_joins(
 ) -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::default()).await?;
     fleet.start_agent_with("rtx", 2, &["--simulate-gpus", TWO_4090])?;
-    wait_until(Duration::from_secs(20), "the agent", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 1)
-    })
-    .await?;
+    fleet.wait_healthy_agents(1).await?;
     let client = fleet.client().await?;
 
     // The impossible job first: it must not hold back what follows.
@@ -332,10 +326,7 @@ async fn backpressure_holds_submissions_in_jetstream_and_drops_nothing() -> anyh
 async fn prefetched_work_is_stolen_by_an_idle_agent_and_runs_once() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::default()).await?;
     fleet.start_agent_with("slow", 1, &["--prefetch", "4"])?;
-    wait_until(Duration::from_secs(20), "the slow agent", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 1)
-    })
-    .await?;
+    fleet.wait_healthy_agents(1).await?;
     let spy = EventSpy::start(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
 

@@ -58,10 +58,7 @@ async fn a_stopping_agent_finishes_its_jobs_takes_no_new_ones_and_exits_0() -> a
     let held = client.submit_many(vec![sleep_job(2_000); 2]).await?;
     wait_running(&fleet, &held).await?;
     fleet.start_agent("late", 1)?;
-    wait_until(Duration::from_secs(20), "the second agent", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 2)
-    })
-    .await?;
+    fleet.wait_healthy_agents(2).await?;
 
     fleet.agents[0].signal("TERM")?;
     wait_until(Duration::from_secs(10), "agent-0 stopping", || async {
@@ -98,23 +95,23 @@ async fn a_stopping_agent_finishes_its_jobs_takes_no_new_ones_and_exits_0() -> a
 async fn past_its_grace_a_stopping_agent_hands_its_jobs_back() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::with_agents(0, 1)).await?;
     fleet.start_agent_with("brief", 1, &["--stop-grace", "300ms"])?;
-    wait_until(Duration::from_secs(20), "the agent", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 1)
-    })
-    .await?;
+    fleet.wait_healthy_agents(1).await?;
     let client = fleet.client().await?;
-    let id = client.submit(sleep_job(3_000)).await?;
+    // One attempt only: the one handed back must not use it up.
+    let id = client
+        .submit(JobSpec {
+            max_attempts: Some(1),
+            ..sleep_job(3_000)
+        })
+        .await?;
     wait_running(&fleet, std::slice::from_ref(&id)).await?;
     fleet.start_agent("late", 1)?;
-    wait_until(Duration::from_secs(20), "the second agent", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 2)
-    })
-    .await?;
+    fleet.wait_healthy_agents(2).await?;
 
     fleet.agents[0].signal("TERM")?;
     assert_eq!(wait_exit(&mut fleet, 0).await?, Some(0));
-    // Handed back at once, not after a heartbeat timeout: the job runs
-    // again elsewhere.
+    // Handed back at once, not after a heartbeat timeout, and without
+    // using up the job's one attempt: it runs again elsewhere.
     let r = client.wait(&id, Duration::from_secs(20)).await?;
     assert_eq!(r.state, JobState::Succeeded, "{r:?}");
     assert_eq!(r.agent_id.as_deref(), Some("late"), "{r:?}");
@@ -128,6 +125,9 @@ async fn past_its_grace_a_stopping_agent_hands_its_jobs_back() -> anyhow::Result
                 .contains("stop grace")),
         "{r:?}"
     );
+    // Nor does it count against the agent that stopped.
+    let brief = agent_stats(&fleet, "brief").await?;
+    assert_eq!(brief["success_rate"], 1.0, "{brief}");
     Ok(())
 }
 
@@ -135,10 +135,7 @@ async fn past_its_grace_a_stopping_agent_hands_its_jobs_back() -> anyhow::Result
 async fn a_stopping_agent_that_cannot_report_still_exits() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::with_agents(0, 1)).await?;
     fleet.start_agent_with("cut-off", 1, &["--stop-grace", "200ms"])?;
-    wait_until(Duration::from_secs(20), "the agent", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 1)
-    })
-    .await?;
+    fleet.wait_healthy_agents(1).await?;
     let id = fleet.client().await?.submit(sleep_job(60_000)).await?;
     wait_running(&fleet, std::slice::from_ref(&id)).await?;
 

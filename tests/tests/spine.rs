@@ -287,10 +287,7 @@ async fn short_jobs_are_reported_by_their_completion_alone() -> anyhow::Result<(
     // The agent's default: `started` only for a job still running 5 ms in.
     let mut fleet = Fleet::start(FleetConfig::default()).await?;
     fleet.start_agent_with("quick", 4, &["--report-start-after", "5ms"])?;
-    wait_until(Duration::from_secs(20), "the agent healthy", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 1)
-    })
-    .await?;
+    fleet.wait_healthy_agents(1).await?;
     let spy = EventSpy::start(&fleet.nats_client().await?).await?;
     let client = fleet.client().await?;
 

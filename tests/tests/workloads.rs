@@ -25,10 +25,7 @@ fn scale_kernel() -> Value {
 async fn exec_runs_only_where_allowed_and_refuses_other_commands() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
     fleet.start_agent_with("runner", 2, &["--allow-exec", "/bin/echo"])?;
-    wait_until(Duration::from_secs(20), "both agents", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 2)
-    })
-    .await?;
+    fleet.wait_healthy_agents(2).await?;
     let client = fleet.client().await?;
 
     let ok = client
@@ -80,10 +77,7 @@ fn alive(pid: u32) -> bool {
 async fn an_exec_command_dies_with_its_agent() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(FleetConfig::with_agents(1, 2)).await?;
     fleet.start_agent_with("runner", 2, &["--allow-exec", "/bin/sh"])?;
-    wait_until(Duration::from_secs(20), "both agents", || async {
-        Ok(fleet.stats().await?["healthy_agents"] == 2)
-    })
-    .await?;
+    fleet.wait_healthy_agents(2).await?;
     let pid_file = fleet.dir.path().join("exec.pid");
     let script = format!("echo $$ > {}; exec sleep 120", pid_file.display());
     fleet

@@ -23,8 +23,9 @@ while i <= #ARGV do
     r = on_completed(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3],
       tonumber(ARGV[a + 4]), now)
   elseif kind == 'failed' then
+    -- The sixth field, handed_back, is optional.
     r = on_failed(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3],
-      tonumber(ARGV[a + 4]), now)
+      tonumber(ARGV[a + 4]), now, n >= 6 and ARGV[a + 5] or '0')
   elseif kind == 'register' then
     r = on_register(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now)
   elseif kind == 'heartbeat' then

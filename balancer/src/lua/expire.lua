@@ -41,20 +41,6 @@ local function fail(id, agent, attempt, err)
   emit(r[1], id, agent, r[2] or err)
 end
 
--- An attempt lost to the infrastructure (its agent died, or never
--- confirmed the start) is spared from the job's max_attempts, up to
--- INFRA_SPARES times per job: under churn a job can meet several crashed
--- agents before they are detected, through no fault of its own. Retries
--- stay bounded, by max_attempts + INFRA_SPARES.
-local INFRA_SPARES = 2
-local function spare(id)
-  local spared = tonumber(redis.call('HGET', k_job(id), 'infra_spared')) or 0
-  if spared < INFRA_SPARES then
-    redis.call('HINCRBY', k_job(id), 'attempt_base', 1)
-    redis.call('HSET', k_job(id), 'infra_spared', spared + 1)
-  end
-end
-
 local silent = {}
 if check_agents then
   silent = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf',

@@ -206,11 +206,27 @@ local function push_history(id, record)
   return encoded
 end
 
+-- An attempt lost to the infrastructure (its agent died, never confirmed
+-- the start, or stopped and handed the job back) is spared from the job's
+-- max_attempts, up to INFRA_SPARES times per job: under churn or a rolling
+-- restart a job can meet several such agents through no fault of its own.
+-- Retries stay bounded, by max_attempts + INFRA_SPARES.
+local INFRA_SPARES = 2
+local function spare(id)
+  local spared = tonumber(redis.call('HGET', k_job(id), 'infra_spared')) or 0
+  if spared < INFRA_SPARES then
+    redis.call('HINCRBY', k_job(id), 'attempt_base', 1)
+    redis.call('HSET', k_job(id), 'infra_spared', spared + 1)
+  end
+end
+
 -- Ends the current attempt of a leased job as failed: back to the queue one
 -- priority class up, or dead-lettered once max_attempts is spent (counted
 -- from attempt_base, which an operator's retry moves forward).
+-- `not_the_agents` (optional): the agent handed the job back as it
+-- stopped, so the failure is left out of its success rate and history.
 -- Returns {'requeued'} or {'dead', history}.
-local function fail_attempt(id, agent, attempt, err, duration_ms, now)
+local function fail_attempt(id, agent, attempt, err, duration_ms, now, not_the_agents)
   local key = k_job(id)
   release_lease(id, agent)
   local history = push_history(id, {
@@ -218,8 +234,10 @@ local function fail_attempt(id, agent, attempt, err, duration_ms, now)
     error = err, duration_ms = duration_ms,
   })
   stat('failed_attempts')
-  redis.call('HINCRBY', k_agent(agent), 'failed', 1)
-  record_perf(agent, id, false, duration_ms)
+  if not not_the_agents then
+    redis.call('HINCRBY', k_agent(agent), 'failed', 1)
+    record_perf(agent, id, false, duration_ms)
+  end
   local job = redis.call('HMGET', key, 'max_attempts', 'rank', 'attempt_base')
   if attempt - (tonumber(job[3]) or 0) >= tonumber(job[1]) then
     -- The agent field stays, so a redelivered copy of this failure is
