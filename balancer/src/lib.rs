@@ -19,7 +19,9 @@
 //!   retry, dead letters and the [`audit`].
 //!
 //! Only the leader ([`leadership`]) runs the tasks that change state; a
-//! standby serves HTTP and waits for the leadership lease.
+//! standby serves HTTP and waits for the leadership lease. On SIGTERM or
+//! SIGINT a leader stops its tasks and gives the lease up, so a standby
+//! takes over at its next poll rather than when the lease runs out.
 //!
 //! Every state change of a job happens inside one Lua script (`src/lua/`),
 //! so a crash between two steps never leaves a job half-moved.
@@ -63,9 +65,11 @@ pub use config::Config;
 /// Connects to NATS and Redis, serves HTTP, and leads whenever it can:
 /// while another balancer leads, this one stands by; once it leads, it
 /// rebuilds its view from Redis and runs every task until leadership is
-/// lost, then stands by again.
+/// lost, then stands by again. Returns when asked to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let stop = stop_signal()?;
+    tokio::pin!(stop);
     let prometheus = metrics::install();
     let watch = Arc::new(watch::Watch::new());
     let activity = Arc::new(rate::Activity::default());
@@ -127,6 +131,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let token = tokio::select! {
             token = leadership.acquire() => token,
             served = &mut server => return served?,
+            () = &mut stop => {
+                tracing::info!("stopping (standing by)");
+                return Ok(());
+            }
         };
         let store = store.with_token(&token);
         directory.reset(store.load_agents().await?);
@@ -179,13 +187,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.clone(),
         ));
         let held = tokio::select! {
-            lost = leadership.hold(token) => lost.to_string(),
+            lost = leadership.hold(token.clone()) => lost.to_string(),
             ended = tasks.join_next() => format!("a leader task ended: {ended:?}"),
             served = &mut server => return served?,
+            () = &mut stop => {
+                // Stopped mid-batch, the tasks leave what a crash would:
+                // unacked messages a new leader gets again, and scripts
+                // that ran whole or not at all. Then the lease goes.
+                leader.set(None);
+                tasks.shutdown().await;
+                match store.resign(&token).await {
+                    Ok(true) => tracing::info!(%token, "stopping: leadership given up"),
+                    Ok(false) => tracing::info!(%token, "stopping: the lease had already gone"),
+                    Err(e) => tracing::warn!(error = %e, "stopping: cannot give the lease up; it runs out by itself"),
+                }
+                return Ok(());
+            }
         };
         leader.set(None);
         tasks.shutdown().await;
         tracing::warn!(reason = %held, "stepped down; standing by");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed
+/// now, so a signal that comes before the first poll is not lost.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }

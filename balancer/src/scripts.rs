@@ -25,6 +25,7 @@ macro_rules! script {
 /// Every script the balancer runs.
 pub struct Scripts {
     pub lead: Script,
+    pub resign: Script,
     pub enqueue: Script,
     pub peek: Script,
     pub assign: Script,
@@ -45,6 +46,7 @@ impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
             lead: script!("lua/lead.lua"),
+            resign: script!("lua/resign.lua"),
             expire: script!("lua/expire.lua"),
             cancel: script!("lua/cancel.lua"),
             retry: script!("lua/retry.lua"),

@@ -262,6 +262,19 @@ impl Store {
         }
     }
 
+    /// Gives up leadership `held`; false when it was no longer held.
+    pub async fn resign(&self, held: &str) -> StoreResult<bool> {
+        let reply: Vec<String> = self
+            .scripts
+            .resign
+            .key(self.keys.stats())
+            .arg(self.keys.prefix())
+            .arg(held)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.first().map(String::as_str) == Some("resigned"))
+    }
+
     /// One sweep: silent agents and overdue leases, at most `limit` each;
     /// either check can be left out.
     /// Records the retention of finished jobs (`None`: forever) for the

@@ -180,6 +180,52 @@ async fn standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_mid_run_hands_over_at_once() -> anyhow::Result<()> {
+    // A lease of 20 s: a standby that took over sooner did so because the
+    // leader gave the lease up, not because it ran out.
+    let mut config = FleetConfig::quick_detection(3, 4);
+    config
+        .balancer_args
+        .extend(["--leader-ttl".to_string(), "20s".to_string()]);
+    let mut fleet = Fleet::start(config).await?;
+    let (standby, standby_port) = fleet.start_balancer("standby")?;
+    wait_until(Duration::from_secs(10), "the standby up", || async {
+        Ok(
+            reqwest::get(format!("http://127.0.0.1:{standby_port}/healthz"))
+                .await
+                .is_ok(),
+        )
+    })
+    .await?;
+
+    let client = fleet.client().await?;
+    let ids = client.submit_many(sleep_jobs(400, 10)).await?;
+    let waiter = Waiter::start(client, ids, Duration::from_secs(120));
+    waiter.reached(100).await?;
+
+    fleet.balancer.signal("TERM")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(code) = fleet.balancer.exit_code()? {
+            break code;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the leader did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(exit, Some(0), "a stopped balancer exits 0");
+    wait_leader(standby_port, Duration::from_secs(10)).await?;
+
+    let results = waiter.all().await?;
+    fleet.http_port = standby_port;
+    fleet.assert_all_succeeded_once(&results, 400).await?;
+    drop(standby);
+    Ok(())
+}
+
 /// 4. redis-server and then nats-server are killed and restarted mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_nats_restarts_mid_run() -> anyhow::Result<()> {

@@ -18,6 +18,36 @@ fn job(id: &str) -> anyhow::Result<fleet_protocol::ValidJob> {
 }
 
 #[tokio::test]
+async fn a_balancer_gives_up_only_the_lease_it_holds() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(dir.path().join("redis"))?;
+    let store = Store::connect(&redis.url(), Keys::default()).await?;
+    let ttl = Duration::from_secs(600);
+    let Lead::Leader(first) = store.lead("", "a", ttl).await? else {
+        anyhow::bail!("the first candidate should lead");
+    };
+    // Another token (an older leadership's) gives up nothing.
+    assert!(!store.resign("a:0").await?);
+    assert_eq!(
+        store.lead("", "b", ttl).await?,
+        Lead::Follower(first.clone())
+    );
+    assert!(store.resign(&first).await?);
+    // The next candidate leads at once, with a fresh token.
+    let Lead::Leader(second) = store.lead("", "b", ttl).await? else {
+        anyhow::bail!("the lease should be free");
+    };
+    assert_ne!(second, first);
+    // The old leader's token can neither renew nor give up the new lease.
+    assert_eq!(
+        store.lead(&first, "a", ttl).await?,
+        Lead::Follower(second.clone())
+    );
+    assert!(!store.resign(&first).await?);
+    Ok(())
+}
+
+#[tokio::test]
 async fn only_the_current_leader_can_write() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis = RedisServer::start(dir.path().join("redis"))?;
