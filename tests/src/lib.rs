@@ -29,6 +29,14 @@ pub use servers::{NatsServer, NatsSetup, RedisServer, RedisSetup};
 pub use spy::EventSpy;
 pub use wait::wait_until;
 
+/// Agent `id`'s line in a stats document; `Null` when it is not listed.
+pub fn agent_entry(stats: &Value, id: &str) -> Value {
+    stats["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agent_id"] == id).cloned())
+        .unwrap_or(Value::Null)
+}
+
 /// Where the fleet binaries are: `$FLEET_BIN_DIR`, else the directory the
 /// test executable was built into.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {

@@ -85,6 +85,23 @@ impl Process {
         Ok(self.child.try_wait()?.map(|status| status.code()))
     }
 
+    /// Waits up to `limit` for the process to exit; returns its exit code
+    /// (`None` if a signal ended it), or an error if it still runs.
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> anyhow::Result<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(code) = self.exit_code()? {
+                return Ok(code);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} did not exit within {limit:?}",
+                self.name
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

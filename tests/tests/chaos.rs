@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_protocol::{Client, JobResult, JobSpec, JobState};
-use fleet_tests::{wait_leader, wait_until, EventSpy, Fleet, FleetConfig};
+use fleet_tests::{agent_entry, wait_leader, wait_until, EventSpy, Fleet, FleetConfig};
 use serde_json::{json, Value};
 
 const HEARTBEAT_TIMEOUT: Duration = FleetConfig::QUICK_HEARTBEAT_TIMEOUT;
@@ -53,13 +53,6 @@ impl Waiter {
     async fn all(self) -> anyhow::Result<Vec<JobResult>> {
         self.task.await?
     }
-}
-
-fn agent_entry(stats: &Value, id: &str) -> Value {
-    stats["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["agent_id"] == id).cloned())
-        .unwrap_or(Value::Null)
 }
 
 /// 1. An agent dies holding jobs: its leases are re-queued within the
@@ -205,17 +198,7 @@ async fn a_leader_stopped_mid_run_hands_over_at_once() -> anyhow::Result<()> {
     waiter.reached(100).await?;
 
     fleet.balancer.signal("TERM")?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(code) = fleet.balancer.exit_code()? {
-            break code;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the leader did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let exit = fleet.balancer.wait_exit(Duration::from_secs(10)).await?;
     assert_eq!(exit, Some(0), "a stopped balancer exits 0");
     wait_leader(standby_port, Duration::from_secs(10)).await?;
 
@@ -604,11 +587,7 @@ async fn a_dead_agent_is_forgotten_after_the_limit() -> anyhow::Result<()> {
     let mut fleet = Fleet::start(config).await?;
     fleet.wait_healthy_agents(2).await?;
     fleet.agents[1].kill9();
-    let listed = |stats: &serde_json::Value, id: &str| {
-        stats["agents"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|a| a["agent_id"] == id))
-    };
+    let listed = |stats: &serde_json::Value, id: &str| !agent_entry(stats, id).is_null();
     wait_until(Duration::from_secs(20), "agent-1 declared dead", || async {
         let stats = fleet.stats().await?;
         Ok(stats["healthy_agents"] == 1 && listed(&stats, "agent-1"))

@@ -4,21 +4,11 @@
 use std::time::Duration;
 
 use fleet_protocol::{JobSpec, JobState};
-use fleet_tests::{wait_until, Fleet, FleetConfig};
-use serde_json::{json, Value};
+use fleet_tests::{agent_entry, wait_until, Fleet, FleetConfig};
+use serde_json::json;
 
 fn sleep_job(ms: u64) -> JobSpec {
     JobSpec::new("sleep", json!({ "ms": ms }))
-}
-
-/// The agent's line in the stats document.
-async fn agent_stats(fleet: &Fleet, id: &str) -> anyhow::Result<Value> {
-    let stats = fleet.stats().await?;
-    Ok(stats["agents"]
-        .as_array()
-        .and_then(|agents| agents.iter().find(|a| a["agent_id"] == id))
-        .cloned()
-        .unwrap_or_default())
 }
 
 /// Waits until every job in `ids` runs.
@@ -34,20 +24,8 @@ async fn wait_running(fleet: &Fleet, ids: &[String]) -> anyhow::Result<()> {
     .await
 }
 
-/// Waits for agent process `index` to exit, and returns its exit code.
-async fn wait_exit(fleet: &mut Fleet, index: usize) -> anyhow::Result<Option<i32>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(code) = fleet.agents[index].exit_code()? {
-            return Ok(code);
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the agent did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+/// How long a stopping agent gets to exit.
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_agent_finishes_its_jobs_takes_no_new_ones_and_exits_0() -> anyhow::Result<()> {
@@ -62,7 +40,7 @@ async fn a_stopping_agent_finishes_its_jobs_takes_no_new_ones_and_exits_0() -> a
 
     fleet.agents[0].signal("TERM")?;
     wait_until(Duration::from_secs(10), "agent-0 stopping", || async {
-        Ok(agent_stats(&fleet, "agent-0").await?["stopping"] == true)
+        Ok(agent_entry(&fleet.stats().await?, "agent-0")["stopping"] == true)
     })
     .await?;
     let later = client.submit_many(vec![sleep_job(10); 4]).await?;
@@ -87,7 +65,7 @@ async fn a_stopping_agent_finishes_its_jobs_takes_no_new_ones_and_exits_0() -> a
         assert_eq!(r.agent_id.as_deref(), Some("agent-0"), "{r:?}");
         assert_eq!(r.attempts.len(), 1, "{r:?}");
     }
-    assert_eq!(wait_exit(&mut fleet, 0).await?, Some(0));
+    assert_eq!(fleet.agents[0].wait_exit(EXIT_LIMIT).await?, Some(0));
     Ok(())
 }
 
@@ -109,7 +87,7 @@ async fn past_its_grace_a_stopping_agent_hands_its_jobs_back() -> anyhow::Result
     fleet.wait_healthy_agents(2).await?;
 
     fleet.agents[0].signal("TERM")?;
-    assert_eq!(wait_exit(&mut fleet, 0).await?, Some(0));
+    assert_eq!(fleet.agents[0].wait_exit(EXIT_LIMIT).await?, Some(0));
     // Handed back at once, not after a heartbeat timeout, and without
     // using up the job's one attempt: it runs again elsewhere.
     let r = client.wait(&id, Duration::from_secs(20)).await?;
@@ -126,7 +104,7 @@ async fn past_its_grace_a_stopping_agent_hands_its_jobs_back() -> anyhow::Result
         "{r:?}"
     );
     // Nor does it count against the agent that stopped.
-    let brief = agent_stats(&fleet, "brief").await?;
+    let brief = agent_entry(&fleet.stats().await?, "brief");
     assert_eq!(brief["success_rate"], 1.0, "{brief}");
     Ok(())
 }
@@ -145,6 +123,6 @@ async fn a_stopping_agent_that_cannot_report_still_exits() -> anyhow::Result<()>
     fleet.agents[0].signal("TERM")?;
     // Past the grace and its slack the process ends anyway, non-zero:
     // what it held is left to the balancer's timeouts.
-    assert_eq!(wait_exit(&mut fleet, 0).await?, Some(1));
+    assert_eq!(fleet.agents[0].wait_exit(EXIT_LIMIT).await?, Some(1));
     Ok(())
 }
