@@ -218,17 +218,23 @@ impl Runner {
         };
         for (job_id, attempt) in stopped {
             tracing::warn!(job_id = %job_id, attempt, agent_id = %self.agent_id, "job handed back: {why}");
-            let failed = AgentEvent::Failed(Failed {
-                agent_id: self.agent_id.clone(),
-                job_id: job_id.clone(),
-                attempt,
-                error: why.to_string(),
-                duration_ms: 0,
-                handed_back: true,
-            });
-            let id = job_event_id("failed", &job_id, attempt);
-            self.reporter.send_reliably(failed, Some(id)).await;
+            self.report_failed(&job_id, attempt, why.to_string(), true).await;
         }
+    }
+
+    /// Reports an attempt failed that never ran here, or was stopped
+    /// before it ended (`handed_back`).
+    async fn report_failed(&self, job_id: &str, attempt: u32, error: String, handed_back: bool) {
+        let failed = AgentEvent::Failed(Failed {
+            agent_id: self.agent_id.clone(),
+            job_id: job_id.to_string(),
+            attempt,
+            error,
+            duration_ms: 0,
+            handed_back,
+        });
+        let id = job_event_id("failed", job_id, attempt);
+        self.reporter.send_reliably(failed, Some(id)).await;
     }
 
     /// Registers (again). Used at start and when the balancer asks.
@@ -377,19 +383,11 @@ impl Runner {
         };
         if !claimed {
             tracing::error!(job_id = %job_id, attempt, agent_id = %self.agent_id, slots = self.slots, prefetch = self.prefetch, "assignment over capacity refused");
-            let failed = AgentEvent::Failed(Failed {
-                agent_id: self.agent_id.clone(),
-                job_id: job_id.clone(),
-                attempt,
-                error: format!(
-                    "agent over capacity ({} slots and {} prefetch busy)",
-                    self.slots, self.prefetch
-                ),
-                duration_ms: 0,
-                handed_back: false,
-            });
-            let id = job_event_id("failed", &job_id, attempt);
-            self.reporter.send_reliably(failed, Some(id)).await;
+            let error = format!(
+                "agent over capacity ({} slots and {} prefetch busy)",
+                self.slots, self.prefetch
+            );
+            self.report_failed(&job_id, attempt, error, false).await;
         }
     }
 
