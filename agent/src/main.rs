@@ -89,22 +89,16 @@ const STOP_SLACK: Duration = Duration::from_secs(10);
 /// of this process; the second, or the stop grace plus [`STOP_SLACK`]
 /// running out, ends the process at once.
 fn stop_on_signals(grace: Duration) -> anyhow::Result<watch::Receiver<bool>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut signals = fleet_protocol::stop_signals::StopSignals::install()?;
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = interrupt.recv() => {}
-        }
+        signals.next().await;
         tracing::warn!(
             "stopping: no new jobs; finishing what is held (a second signal stops at once)"
         );
         let _ = stop.send(true);
         tokio::select! {
-            _ = term.recv() => tracing::warn!("second signal: stopping at once"),
-            _ = interrupt.recv() => tracing::warn!("second signal: stopping at once"),
+            () = signals.next() => tracing::warn!("second signal: stopping at once"),
             () = tokio::time::sleep(grace + STOP_SLACK) => {
                 tracing::error!("still stopping past the grace: stopping at once");
             }

@@ -218,7 +218,8 @@ impl Runner {
         };
         for (job_id, attempt) in stopped {
             tracing::warn!(job_id = %job_id, attempt, agent_id = %self.agent_id, "job handed back: {why}");
-            self.report_failed(&job_id, attempt, why.to_string(), true).await;
+            self.report_failed(&job_id, attempt, why.to_string(), true)
+                .await;
         }
     }
 

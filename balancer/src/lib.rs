@@ -68,7 +68,8 @@ pub use config::Config;
 /// lost, then stands by again. Returns when asked to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let stop = stop_signal()?;
+    let mut signals = fleet_protocol::stop_signals::StopSignals::install()?;
+    let stop = signals.next();
     tokio::pin!(stop);
     let prometheus = metrics::install();
     let watch = Arc::new(watch::Watch::new());
@@ -209,18 +210,4 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(reason = %held, "stepped down; standing by");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// Resolves on the first SIGTERM or SIGINT. The handlers are installed
-/// now, so a signal that comes before the first poll is not lost.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    })
 }

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod logging;
 pub mod priority;
 pub mod result;
+pub mod stop_signals;
 pub mod streams;
 pub mod subjects;
 pub mod time;
