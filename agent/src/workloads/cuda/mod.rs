@@ -360,6 +360,7 @@ pub(crate) mod tests {
 
     #[test]
     fn float4_launch_gives_each_thread_four_elements_up_to_the_block_cap() {
+        use fleet_protocol::workload_args::cuda_sizes::MAX_N;
         let blocks = |n, cap| float4_launch(n, cap).grid_dim.0;
         assert_eq!(blocks(1, 4096), 1);
         assert_eq!(blocks(4 * 256, 4096), 1);
@@ -367,15 +368,11 @@ pub(crate) mod tests {
         // holds the n mod 4 tail.
         assert_eq!(blocks(4 * 256 + 1, 4096), 2);
         assert_eq!(blocks(1 << 20, 4096), 1024);
-        assert_eq!(blocks(cuda_sizes_max(), 4096), 4096);
-        assert_eq!(blocks(cuda_sizes_max(), 1 << 16), 1 << 16);
+        assert_eq!(blocks(MAX_N, 4096), 4096);
+        assert_eq!(blocks(MAX_N, 1 << 16), 1 << 16);
         let config = float4_launch(1000, 4096);
         assert_eq!(config.block_dim, (BLOCK_THREADS, 1, 1));
         assert_eq!(BLOCK_THREADS % 32, 0, "reduce_sum needs whole warps");
-    }
-
-    fn cuda_sizes_max() -> u64 {
-        fleet_protocol::workload_args::cuda_sizes::MAX_N
     }
 
     #[test]
