@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_protocol::logging::LogFormat;
-use fleet_protocol::NatsOptions;
+use fleet_client::NatsOptions;
+use fleet_runtime::logging::LogFormat;
 
 /// fleet-agent: runs jobs the fleet balancer assigns to this machine.
 #[derive(Debug, Parser)]

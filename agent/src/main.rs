@@ -42,7 +42,7 @@ use crate::config::{Command, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    fleet_protocol::logging::init(config.log_format, "info");
+    fleet_runtime::logging::init(config.log_format, "info");
     // Simulated agents never touch CUDA, so they need none of its
     // libraries.
     let simulated = config.simulate.is_some() || config.simulate_gpus.is_some();
@@ -89,7 +89,7 @@ const STOP_SLACK: Duration = Duration::from_secs(10);
 /// of this process; the second, or the stop grace plus [`STOP_SLACK`]
 /// running out, ends the process at once.
 fn stop_on_signals(grace: Duration) -> anyhow::Result<watch::Receiver<bool>> {
-    let mut signals = fleet_protocol::stop_signals::StopSignals::install()?;
+    let mut signals = fleet_runtime::stop_signals::StopSignals::install()?;
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         signals.next().await;

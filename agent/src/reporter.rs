@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use fleet_protocol::{streams, subjects, AgentEvent};
+use fleet_client::streams;
+use fleet_protocol::{subjects, AgentEvent};
 
 #[derive(Clone)]
 pub struct Reporter {

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use fleet_protocol::logging::LogFormat;
-use fleet_protocol::{defaults, NatsOptions};
+use fleet_client::NatsOptions;
+use fleet_protocol::defaults;
+use fleet_runtime::logging::LogFormat;
 
 use crate::policy::{Policy, Weights};
 use crate::redis_options::RedisOptions;

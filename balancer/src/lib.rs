@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use fleet_protocol::streams;
+use fleet_client::streams;
 use tokio::sync::Notify;
 
 pub use config::Config;
@@ -68,7 +68,7 @@ pub use config::Config;
 /// lost, then stands by again. Returns when asked to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let mut signals = fleet_protocol::stop_signals::StopSignals::install()?;
+    let mut signals = fleet_runtime::stop_signals::StopSignals::install()?;
     let stop = signals.next();
     tokio::pin!(stop);
     let prometheus = metrics::install();

@@ -5,6 +5,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = fleet_balancer::Config::parse();
-    fleet_protocol::logging::init(config.log_format, "info");
+    fleet_runtime::logging::init(config.log_format, "info");
     fleet_balancer::run(config).await
 }

@@ -1,7 +1,7 @@
 //! `fleetctl`: submit jobs, wait for them, and look at the fleet.
 //!
 //! Producer commands (`submit`, `wait`) talk to NATS through
-//! [`fleet_protocol::Client`]; operator commands (`job`, `stats`, `agents`,
+//! [`fleet_client::Client`]; operator commands (`job`, `stats`, `agents`,
 //! `cancel`, `retry`, `dead`, `drain`, `undrain`, `audit`) use the
 //! balancer's HTTP API. Every command takes `--json` for scripts.
 
@@ -11,7 +11,12 @@ mod commands;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_protocol::{defaults, NatsOptions};
+use fleet_client::NatsOptions;
+use fleet_protocol::defaults;
+
+/// The `--help` heading of the flags that say how to reach the balancer,
+/// listed after the command's own options.
+const BALANCER_HEADING: &str = "Balancer connection";
 
 /// fleetctl: the fleet producer and operator command line.
 #[derive(Debug, Parser)]
@@ -22,11 +27,11 @@ pub struct Cli {
     pub nats: NatsOptions,
 
     /// Balancer HTTP URL.
-    #[arg(long, global = true, env = "FLEET_BALANCER_URL", default_value = defaults::BALANCER_URL)]
+    #[arg(long, global = true, help_heading = BALANCER_HEADING, env = "FLEET_BALANCER_URL", default_value = defaults::BALANCER_URL)]
     pub balancer_url: String,
 
     /// The balancer's admin token, for cancel, retry, drain and undrain.
-    #[arg(long, global = true, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = BALANCER_HEADING, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
     /// Print JSON instead of text.
@@ -109,7 +114,7 @@ pub enum Command {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    fleet_protocol::logging::init(fleet_protocol::logging::LogFormat::Text, "warn");
+    fleet_runtime::logging::init(fleet_runtime::logging::LogFormat::Text, "warn");
     let outcome = match &cli.command {
         Command::Submit(args) => commands::submit::run(&cli, args).await,
         Command::Wait { id, timeout } => commands::wait::run(&cli, id, *timeout).await,

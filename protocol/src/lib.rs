@@ -3,27 +3,24 @@
 //! fleet's processes talk only through NATS subjects and Redis keys, so this
 //! crate is the contract between them: the JSON wire types ([`job`],
 //! [`assignment`], [`event`], [`result`]), the subject names ([`subjects`]),
-//! the JetStream streams ([`streams`]), the Redis key layout ([`keys`]), the
-//! defaults every binary shares ([`defaults`]), and the producer [`Client`]
-//! that submits jobs and waits for their results.
+//! the JetStream stream names ([`streams`]), the Redis key layout
+//! ([`keys`]), and the defaults every binary shares ([`defaults`]).
+//!
+//! It holds types and rules only, with no runtime: connecting, the stream
+//! definitions and the producer `Client` are `fleet-client`'s.
 //!
 //! Every message is plain JSON that a producer in any language can write by
 //! hand; `PROTOCOL.md` at the top of the repository shows one of each.
 
 pub mod assignment;
 pub mod capabilities;
-pub mod client;
-pub mod connect;
 pub mod defaults;
 pub mod event;
 pub mod ids;
 pub mod job;
 pub mod keys;
-#[cfg(feature = "logging")]
-pub mod logging;
 pub mod priority;
 pub mod result;
-pub mod stop_signals;
 pub mod streams;
 pub mod subjects;
 pub mod time;
@@ -32,8 +29,6 @@ pub mod workload_args;
 
 pub use assignment::{Assignment, AssignmentBatch, ControlMessage};
 pub use capabilities::{gpus_wanted, Capabilities, GpuInfo};
-pub use client::{Client, ClientError};
-pub use connect::{ConnectError, NatsOptions};
 pub use event::{
     AgentEvent, Completed, Failed, GpuStatus, Heartbeat, Register, RunningJob, Started,
 };

@@ -1,82 +1,17 @@
-//! The JetStream streams fleet relies on, defined once.
+//! The names of the JetStream streams fleet relies on.
 //!
-//! Any fleet process may be the first to start, so each one calls
-//! [`ensure`] for the streams it touches; `get_or_create_stream` makes that
-//! idempotent, and one definition here keeps every creator in agreement.
+//! Which subjects each stream holds and how long it keeps them is part of
+//! the contract too; the definitions themselves (retention, storage,
+//! de-duplication window) live with the code that creates the streams,
+//! `fleet_client::streams`, because they are written in async-nats types.
 
-use std::time::Duration;
-
-use async_nats::jetstream::{
-    self,
-    stream::{DiscardPolicy, RetentionPolicy, StorageType},
-};
-
-use crate::{defaults, subjects};
-
-/// Job submissions. Work-queue retention: a message leaves the stream once
-/// the balancer has the job in Redis and acks it.
+/// Job submissions on [`crate::subjects::SUBMIT`]. Work-queue retention: a
+/// message leaves the stream once the balancer has the job in Redis and
+/// acks it.
 pub const JOBS: &str = "FLEET_JOBS";
-/// Agent events (register, heartbeat, started, completed, failed).
+/// Agent events (register, heartbeat, started, completed, failed) on
+/// [`crate::subjects::EVENTS_ALL`].
 pub const EVENTS: &str = "FLEET_EVENTS";
-/// Terminal job results, one per job, kept for [`defaults::RESULT_RETENTION`].
+/// Terminal job results on [`crate::subjects::RESULTS_ALL`], one per job,
+/// kept for [`crate::defaults::RESULT_RETENTION`].
 pub const RESULTS: &str = "FLEET_RESULTS";
-
-/// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate publish.
-pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-
-/// The configuration of one of fleet's streams, by name.
-pub fn config(name: &str) -> Option<jetstream::stream::Config> {
-    let base = jetstream::stream::Config {
-        name: name.to_string(),
-        storage: StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    };
-    Some(match name {
-        JOBS => jetstream::stream::Config {
-            subjects: vec![subjects::SUBMIT.to_string()],
-            retention: RetentionPolicy::WorkQueue,
-            // A full stream refuses new submissions (the producer sees the
-            // error) rather than discarding accepted ones.
-            discard: DiscardPolicy::New,
-            ..base
-        },
-        EVENTS => jetstream::stream::Config {
-            subjects: vec![subjects::EVENTS_ALL.to_string()],
-            retention: RetentionPolicy::WorkQueue,
-            discard: DiscardPolicy::New,
-            ..base
-        },
-        RESULTS => jetstream::stream::Config {
-            subjects: vec![subjects::RESULTS_ALL.to_string()],
-            retention: RetentionPolicy::Limits,
-            max_age: defaults::RESULT_RETENTION,
-            max_messages_per_subject: 1,
-            ..base
-        },
-        _ => return None,
-    })
-}
-
-/// Error from [`ensure`].
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create or open stream {name}: {source}")]
-pub struct EnsureError {
-    pub name: String,
-    #[source]
-    pub source: jetstream::context::CreateStreamError,
-}
-
-/// Creates each named stream that does not exist yet.
-pub async fn ensure(js: &jetstream::Context, names: &[&str]) -> Result<(), EnsureError> {
-    for name in names {
-        let Some(config) = config(name) else { continue };
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|source| EnsureError {
-                name: name.to_string(),
-                source,
-            })?;
-    }
-    Ok(())
-}

@@ -381,10 +381,10 @@ impl Fleet {
     }
 
     /// Connection settings for `role` (anonymous on an open server).
-    pub fn nats_options(&self, role: &Role) -> fleet_protocol::NatsOptions {
+    pub fn nats_options(&self, role: &Role) -> fleet_client::NatsOptions {
         let options = match &self.config.nats_roles {
             Some(roles) => roles.options(&self.nats.url(), role),
-            None => fleet_protocol::NatsOptions::new(self.nats.url()),
+            None => fleet_client::NatsOptions::new(self.nats.url()),
         };
         match &self.pki {
             Some(pki) => options
@@ -411,8 +411,8 @@ impl Fleet {
     }
 
     /// A producer client.
-    pub async fn client(&self) -> anyhow::Result<fleet_protocol::Client> {
-        Ok(fleet_protocol::Client::connect_with(&self.nats_options(&Role::Producer)).await?)
+    pub async fn client(&self) -> anyhow::Result<fleet_client::Client> {
+        Ok(fleet_client::Client::connect_with(&self.nats_options(&Role::Producer)).await?)
     }
 
     /// A plain NATS connection, for raw publishes and spying; on a secured

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use fleet_protocol::NatsOptions;
+use fleet_client::NatsOptions;
 
 use crate::servers::NatsSetup;
 

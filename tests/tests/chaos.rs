@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_protocol::{Client, JobResult, JobSpec, JobState};
+use fleet_client::Client;
+use fleet_protocol::{JobResult, JobSpec, JobState};
 use fleet_tests::{agent_entry, wait_leader, wait_until, EventSpy, Fleet, FleetConfig};
 use serde_json::{json, Value};
 

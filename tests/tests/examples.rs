@@ -1,5 +1,5 @@
 //! The producer examples against a real fleet: the Python one (nats-py
-//! and the documented JSON only) and the Rust one (`fleet_protocol::Client`).
+//! and the documented JSON only) and the Rust one (`fleet_client::Client`).
 
 use std::path::Path;
 use std::process::Command;

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{jetstream, ConnectOptions};
-use fleet_protocol::{subjects, Completed, JobSpec, JobState, NatsOptions};
+use fleet_client::NatsOptions;
+use fleet_protocol::{subjects, Completed, JobSpec, JobState};
 use fleet_tests::metrics::{get, scrape};
 use fleet_tests::{wait_until, Fleet, FleetConfig, NatsRoles, Role};
 use serde_json::json;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use fleet_protocol::{subjects, ClientError, JobSpec, JobState, Rejection};
+use fleet_client::ClientError;
+use fleet_protocol::{subjects, JobSpec, JobState, Rejection};
 use fleet_tests::{wait_until, Fleet, FleetConfig};
 use futures::StreamExt;
 use serde_json::{json, Value};

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
+use fleet_client::Client;
 use fleet_protocol::{
     time::{now_ms, now_us},
-    Client, JobResult, JobSpec, JobState, Priority, Requirements,
+    JobResult, JobSpec, JobState, Priority, Requirements,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};

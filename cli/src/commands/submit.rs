@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use fleet_protocol::{Client, JobResult, JobSpec, JobState, Priority, Requirements};
+use fleet_client::Client;
+use fleet_protocol::{JobResult, JobSpec, JobState, Priority, Requirements};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Cli;

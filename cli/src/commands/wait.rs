@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use fleet_protocol::{Client, JobState};
+use fleet_client::Client;
+use fleet_protocol::JobState;
 
 use crate::Cli;
 

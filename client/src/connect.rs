@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 
 use async_nats::ConnectOptions;
 
-use crate::defaults;
+use fleet_protocol::defaults;
+
+/// Where `--help` lists these flags: apart from each command's own.
+#[cfg(feature = "cli")]
+const HELP_HEADING: &str = "NATS connection";
 
 /// Errors in the connection settings, found before any network traffic.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +49,8 @@ pub enum ConnectError {
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct NatsOptions {
     /// NATS server URL (`nats://` or `tls://`).
-    #[cfg_attr(feature = "cli", arg(id = "nats_url", long = "nats-url", global = true, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL))]
+    #[cfg_attr(feature = "cli", arg(id = "nats_url", long = "nats-url", global = true,
+            help_heading = HELP_HEADING, env = "FLEET_NATS_URL", default_value = defaults::NATS_URL))]
     pub url: String,
 
     /// NATS user name (with --nats-password).
@@ -55,6 +60,7 @@ pub struct NatsOptions {
             id = "nats_user",
             long = "nats-user",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_USER"
         )
     )]
@@ -68,6 +74,7 @@ pub struct NatsOptions {
             id = "nats_password",
             long = "nats-password",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_PASSWORD",
             hide_env_values = true
         )
@@ -81,6 +88,7 @@ pub struct NatsOptions {
             id = "nats_nkey_file",
             long = "nats-nkey-file",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_NKEY_FILE"
         )
     )]
@@ -94,6 +102,7 @@ pub struct NatsOptions {
             id = "nats_nkey_seed",
             long = "nats-nkey-seed",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_NKEY_SEED",
             hide_env_values = true
         )
@@ -107,6 +116,7 @@ pub struct NatsOptions {
             id = "nats_creds",
             long = "nats-creds",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_CREDS"
         )
     )]
@@ -116,7 +126,8 @@ pub struct NatsOptions {
     /// certificate (implies TLS).
     #[cfg_attr(
         feature = "cli",
-        arg(id = "nats_ca", long = "nats-ca", global = true, env = "FLEET_NATS_CA")
+        arg(id = "nats_ca", long = "nats-ca", global = true,
+            help_heading = HELP_HEADING, env = "FLEET_NATS_CA")
     )]
     pub ca: Option<PathBuf>,
 
@@ -128,6 +139,7 @@ pub struct NatsOptions {
             id = "nats_cert",
             long = "nats-cert",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_CERT"
         )
     )]
@@ -140,6 +152,7 @@ pub struct NatsOptions {
             id = "nats_key",
             long = "nats-key",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_KEY"
         )
     )]
@@ -152,6 +165,7 @@ pub struct NatsOptions {
             id = "nats_tls",
             long = "nats-tls",
             global = true,
+            help_heading = HELP_HEADING,
             env = "FLEET_NATS_TLS"
         )
     )]

@@ -1,8 +1,9 @@
 //! The producer client: submit jobs, wait for their results.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), fleet_protocol::ClientError> {
-//! use fleet_protocol::{Client, JobSpec};
+//! # async fn demo() -> Result<(), fleet_client::ClientError> {
+//! use fleet_client::Client;
+//! use fleet_protocol::JobSpec;
 //! use std::time::Duration;
 //!
 //! let client = Client::connect("nats://127.0.0.1:4222").await?;
@@ -24,11 +25,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use futures::StreamExt;
 
+use fleet_protocol::ids::{is_valid_token, new_job_id, InvalidId};
+use fleet_protocol::job::{InvalidJob, JobSpec};
+use fleet_protocol::result::JobResult;
+use fleet_protocol::subjects;
+
 use crate::connect::{ConnectError, NatsOptions};
-use crate::ids::{is_valid_token, new_job_id, InvalidId};
-use crate::job::{InvalidJob, JobSpec};
-use crate::result::JobResult;
-use crate::{streams, subjects};
+use crate::streams;
 
 /// How many submissions may await their JetStream ack at once.
 const MAX_ACKS_IN_FLIGHT: usize = 20_000;

@@ -1,13 +1,14 @@
 //! A fleet producer in Rust: submit a batch of jobs through
-//! [`fleet_protocol::Client`] and wait for every result.
+//! [`fleet_client::Client`] and wait for every result.
 //!
 //! ```sh
-//! cargo run -p fleet-protocol --example producer -- nats://127.0.0.1:4222 10
+//! cargo run -p fleet-client --example producer -- nats://127.0.0.1:4222 10
 //! ```
 
 use std::time::Duration;
 
-use fleet_protocol::{Client, JobSpec, JobState};
+use fleet_client::Client;
+use fleet_protocol::{JobSpec, JobState};
 use serde_json::json;
 
 #[tokio::main]
