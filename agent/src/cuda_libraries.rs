@@ -46,7 +46,7 @@ impl Library {
         match self {
             Library::Driver => crate::gpu::driver_present(),
             Library::Nvrtc => crate::gpu::nvrtc_present(),
-            Library::Cublas => crate::workloads::cuda::cublas_present(),
+            Library::Cublas => crate::gpu::cublas_present(),
         }
     }
 

@@ -18,6 +18,12 @@ pub fn nvrtc_present() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
+/// Whether cuBLAS can be loaded (cudarc panics on a missing library).
+pub fn cublas_present() -> bool {
+    // SAFETY: as above.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
+}
+
 /// Every usable GPU; empty without a driver or devices.
 pub fn detect() -> Vec<GpuInfo> {
     if !driver_present() {

@@ -22,9 +22,10 @@
 //! when the grace ends is stopped and reported failed, so the balancer
 //! re-queues it at once instead of after the heartbeat timeout.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_protocol::event::{Completed, Failed, Register, Started};
@@ -130,17 +131,12 @@ impl Runner {
         self
     }
 
-    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn book(&self) -> parking_lot::MutexGuard<'_, Book> {
+        self.book.lock()
     }
 
     fn registration(&self) -> Register {
-        self.register
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.register.lock().clone()
     }
 
     /// This agent's heartbeat now.
@@ -301,10 +297,7 @@ impl Runner {
             tracing::warn!(job_id = %job_id, attempt, "dropping a job the balancer re-queued");
         }
         let incarnation = ulid::Ulid::new().to_string();
-        self.register
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .incarnation = incarnation;
+        self.register.lock().incarnation = incarnation;
         tracing::warn!(agent_id = %self.agent_id, dropped = dropped.len(), "balancer asked us to register again");
         self.register().await;
     }

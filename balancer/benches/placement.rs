@@ -13,9 +13,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use fleet_balancer::directory::AgentView;
-use fleet_balancer::placement::Round;
-use fleet_balancer::policy::{Composite, Weights};
+use fleet_balancer::scheduling::AgentView;
+use fleet_balancer::scheduling::Round;
+use fleet_balancer::scheduling::{Composite, Weights};
 use fleet_protocol::Requirements;
 
 #[path = "support/mixed_fleet.rs"]

@@ -9,8 +9,8 @@
 //! valgrind --tool=callgrind --callgrind-out-file=decide.out target/release/examples/decide
 //! ```
 
-use fleet_balancer::placement::Round;
-use fleet_balancer::policy::{Composite, Weights};
+use fleet_balancer::scheduling::Round;
+use fleet_balancer::scheduling::{Composite, Weights};
 use fleet_protocol::Requirements;
 
 #[path = "../benches/support/mixed_fleet.rs"]

@@ -8,8 +8,8 @@ use fleet_client::NatsOptions;
 use fleet_protocol::defaults;
 use fleet_runtime::logging::LogFormat;
 
-use crate::policy::{Policy, Weights};
-use crate::redis_options::RedisOptions;
+use crate::scheduling::policy::{Policy, Weights};
+use crate::state::RedisOptions;
 
 /// fleet-balancer: places queued jobs on agents and keeps their state in Redis.
 #[derive(Debug, Clone, Parser)]
@@ -59,7 +59,7 @@ pub struct Config {
     /// Placement policy: composite (scores availability, success rate,
     /// speed, affinity and heat), round-robin, weighted-round-robin,
     /// least-loaded or fastest.
-    #[arg(long, env = "FLEET_POLICY", default_value = "composite", value_parser = crate::policy::NAMES)]
+    #[arg(long, env = "FLEET_POLICY", default_value = "composite", value_parser = crate::scheduling::policy::NAMES)]
     pub policy: String,
 
     /// Weights of the composite score: availability,success,speed.
@@ -108,7 +108,7 @@ pub struct Config {
 impl Config {
     /// A fresh instance of the configured placement policy.
     pub fn policy(&self) -> anyhow::Result<Box<dyn Policy>> {
-        crate::policy::by_name(&self.policy, self.score_weights)
+        crate::scheduling::policy::by_name(&self.policy, self.score_weights)
             .ok_or_else(|| anyhow::anyhow!("unknown policy {:?}", self.policy))
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::store::{Lead, Store};
+use crate::state::{Lead, Store};
 
 /// One balancer's claim on leadership.
 pub struct Leadership {

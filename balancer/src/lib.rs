@@ -26,31 +26,17 @@
 //! Every state change of a job happens inside one Lua script (`src/lua/`),
 //! so a crash between two steps never leaves a job half-moved.
 
-pub mod admin_token;
-pub mod analysis;
-pub mod audit;
-pub mod backlog;
-pub mod config;
-pub mod control;
-pub mod dashboard;
-pub mod directory;
-pub mod durable;
-pub mod events;
-pub mod http;
-pub mod intake;
-pub mod leadership;
-pub mod metrics;
-pub mod placement;
-pub mod policy;
-pub mod rate;
-pub mod redis_options;
-pub mod results;
-pub mod scheduler;
-pub mod scripts;
-pub mod stats;
-pub mod store;
-pub mod sweeper;
-pub mod watch;
+mod api;
+mod config;
+mod consumer;
+mod control;
+mod events;
+mod intake;
+mod leadership;
+mod results;
+pub mod scheduling;
+pub mod state;
+mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,9 +57,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = fleet_runtime::stop_signals::StopSignals::install()?;
     let stop = signals.next();
     tokio::pin!(stop);
-    let prometheus = metrics::install();
-    let watch = Arc::new(watch::Watch::new());
-    let activity = Arc::new(rate::Activity::default());
+    let prometheus = telemetry::metrics::install();
+    let watch = Arc::new(events::watch::Watch::new());
+    let activity = Arc::new(telemetry::rate::Activity::default());
     let watch_events = watch.clone();
     let nats_options = config.nats.connect_options().await?;
     let nats = nats_options
@@ -97,13 +83,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .backpressure_on_inflight(true)
         .build(nats.clone());
     streams::ensure(&js, &[streams::JOBS, streams::EVENTS, streams::RESULTS]).await?;
-    let store = store::Store::open(config.redis.client()?, fleet_protocol::Keys::default())
+    let store = state::Store::open(config.redis.client()?, fleet_protocol::Keys::default())
         .await
         .with_context(|| format!("cannot connect to Redis at {}", config.redis.redacted_url()))?;
 
-    let directory = Arc::new(directory::Directory::new(config.heartbeat_timeout));
+    let directory = Arc::new(scheduling::directory::Directory::new(
+        config.heartbeat_timeout,
+    ));
     let wake = Arc::new(Notify::new());
-    let leader = Arc::new(http::LeaderSlot::default());
+    let leader = Arc::new(api::LeaderSlot::default());
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -112,9 +100,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.admin_token.as_deref().is_none_or(str::is_empty) {
         tracing::warn!(addr = %config.http_addr, "no admin token: anyone who can reach this address can cancel, retry and drain (set FLEET_ADMIN_TOKEN)");
     }
-    let mut server = tokio::spawn(http::serve(
+    let mut server = tokio::spawn(api::serve(
         listener,
-        http::AppState {
+        api::AppState {
             store: store.clone(),
             leader: leader.clone(),
             directory: directory.clone(),
@@ -122,7 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             wake: wake.clone(),
             activity: activity.clone(),
             prometheus,
-            admin_token: admin_token::AdminToken::new(config.admin_token.as_deref()),
+            admin_token: api::AdminToken::new(config.admin_token.as_deref()),
         },
     ));
 
@@ -138,7 +126,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         };
         let store = store.with_token(&token);
-        directory.reset(store.load_agents().await?);
+        directory.reset(
+            store
+                .load_agents()
+                .await?
+                .into_iter()
+                .map(scheduling::AgentView::from)
+                .collect(),
+        );
         tracing::info!(
             agents = directory.len(),
             "agent directory rebuilt from Redis"
@@ -152,7 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         // Jobs may wait in the queue from before: the scheduler's first
         // round tells.
-        let backlog = Arc::new(backlog::Backlog::default());
+        let backlog = Arc::new(scheduling::backlog::Backlog::default());
         tasks.spawn(intake::run(
             js.clone(),
             store.clone(),
@@ -170,7 +165,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             activity.clone(),
             config.clone(),
         ));
-        tasks.spawn(scheduler::run(
+        tasks.spawn(scheduling::scheduler::run(
             nats.clone(),
             store.clone(),
             directory.clone(),
@@ -178,7 +173,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             wake.clone(),
             config.clone(),
         ));
-        tasks.spawn(sweeper::run(
+        tasks.spawn(events::sweeper::run(
             js.clone(),
             store.clone(),
             directory.clone(),

@@ -4,7 +4,8 @@
 //! crate is the contract between them: the JSON wire types ([`job`],
 //! [`assignment`], [`event`], [`result`]), the subject names ([`subjects`]),
 //! the JetStream stream names ([`streams`]), the Redis key layout
-//! ([`keys`]), and the defaults every binary shares ([`defaults`]).
+//! ([`keys`]), the defaults every binary shares ([`defaults`]), and the
+//! documents of the balancer's HTTP API ([`api`]).
 //!
 //! It holds types and rules only, with no runtime: connecting, the stream
 //! definitions and the producer `Client` are `fleet-client`'s.
@@ -12,6 +13,7 @@
 //! Every message is plain JSON that a producer in any language can write by
 //! hand; `PROTOCOL.md` at the top of the repository shows one of each.
 
+pub mod api;
 pub mod assignment;
 pub mod capabilities;
 pub mod defaults;
@@ -36,4 +38,4 @@ pub use ids::{is_valid_token, new_job_id, InvalidId};
 pub use job::{InvalidJob, JobSpec, Requirements, ValidJob};
 pub use keys::Keys;
 pub use priority::Priority;
-pub use result::{AttemptRecord, JobResult, JobState, Rejection, Timing};
+pub use result::{AttemptOutcome, AttemptRecord, JobResult, JobState, Rejection, Timing};

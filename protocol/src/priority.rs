@@ -1,14 +1,27 @@
 //! Job priority classes and the rule that derives one from a reward.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 /// A job's priority class. Higher classes are assigned first; within a
 /// class, jobs go in arrival order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "lowercase", try_from = "String")]
+#[strum(serialize_all = "lowercase")]
 pub enum Priority {
     Low,
     Normal,
@@ -51,19 +64,9 @@ impl Priority {
         Priority::from_rank(self.rank() + 1).unwrap_or(Priority::Urgent)
     }
 
+    /// The class's name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Normal => "normal",
-            Priority::High => "high",
-            Priority::Urgent => "urgent",
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -76,13 +79,10 @@ impl FromStr for Priority {
     type Err = UnknownPriority;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "low" => Ok(Priority::Low),
-            "normal" => Ok(Priority::Normal),
-            "high" => Ok(Priority::High),
-            "urgent" => Ok(Priority::Urgent),
-            _ => Err(UnknownPriority(s.to_string())),
-        }
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownPriority(s.to_string()))
     }
 }
 

@@ -5,8 +5,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Where a job is in its life. The last three are terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum JobState {
     Queued,
     Assigned,
@@ -24,27 +37,53 @@ impl JobState {
         )
     }
 
+    /// The state's name, as serde writes it and Redis stores it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Assigned => "assigned",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Dead => "dead",
-            JobState::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
+    /// The state named `s` exactly (as Redis stores it).
     pub fn parse(s: &str) -> Option<JobState> {
-        Some(match s {
-            "queued" => JobState::Queued,
-            "assigned" => JobState::Assigned,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "dead" => JobState::Dead,
-            "cancelled" => JobState::Cancelled,
-            _ => return None,
-        })
+        s.parse().ok()
+    }
+}
+
+/// How one attempt ended.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// Its result was accepted.
+    Succeeded,
+    /// It failed, was lost with its agent, or ran out of time.
+    Failed,
+    /// An operator cancelled the job while this attempt held it.
+    Cancelled,
+    /// Work stealing moved it, not started, to another agent.
+    Moved,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Compares with the name as it appears on the wire.
+impl PartialEq<&str> for AttemptOutcome {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
     }
 }
 
@@ -53,8 +92,7 @@ impl JobState {
 pub struct AttemptRecord {
     pub attempt: u32,
     pub agent_id: String,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default)]

@@ -32,9 +32,10 @@ use fleet_protocol::capabilities::GpuInfo;
 use fleet_protocol::event::BadEvent;
 use fleet_protocol::workload::{self, KNOWN_KINDS};
 use fleet_protocol::{
-    defaults, is_valid_token, subjects, AgentEvent, Assignment, AssignmentBatch, AttemptRecord,
-    Capabilities, Completed, ControlMessage, Failed, GpuStatus, Heartbeat, InvalidJob, JobResult,
-    JobSpec, JobState, Priority, Register, Requirements, RunningJob, Started, Timing,
+    defaults, is_valid_token, subjects, AgentEvent, Assignment, AssignmentBatch, AttemptOutcome,
+    AttemptRecord, Capabilities, Completed, ControlMessage, Failed, GpuStatus, Heartbeat,
+    InvalidJob, JobResult, JobSpec, JobState, Priority, Register, Requirements, RunningJob,
+    Started, Timing,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -387,11 +388,20 @@ fn job_state() -> impl Strategy<Value = JobState> {
     ])
 }
 
+fn attempt_outcome() -> impl Strategy<Value = AttemptOutcome> {
+    select(vec![
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Cancelled,
+        AttemptOutcome::Moved,
+    ])
+}
+
 fn attempt_record() -> impl Strategy<Value = AttemptRecord> {
     (
         any::<u32>(),
         text(),
-        text(),
+        attempt_outcome(),
         proptest::option::of(text()),
         any::<u64>(),
     )
@@ -905,7 +915,7 @@ const RESULT_FIELDS: &[(&str, Ty)] = &[
     ("/timing/submitted_at_ms", Ty::U64),
     ("/attempts/0/attempt", Ty::U32),
     ("/attempts/0/agent_id", Ty::Str),
-    ("/attempts/0/outcome", Ty::Str),
+    ("/attempts/0/outcome", Ty::Enum),
     ("/attempts/0/error", Ty::OptStr),
     ("/attempts/0/duration_ms", Ty::U64),
 ];

@@ -1,5 +1,5 @@
 //! What one round trip of each of the balancer's Lua scripts costs, the
-//! way the balancer makes it: through `fleet_balancer::store::Store` (one
+//! way the balancer makes it: through `fleet_balancer::state::Store` (one
 //! multiplexed connection, a tokio runtime) to one real redis-server
 //! started by `fleet_tests::RedisServer` as the tests start it — loopback,
 //! append-only file on (`appendfsync everysec`, Redis's default), no RDB
@@ -31,8 +31,8 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fleet_balancer::placement::Placement;
-use fleet_balancer::store::{Assigned, Enqueued, EventArgs, Lead, Store};
+use fleet_balancer::state::Placement;
+use fleet_balancer::state::{Assigned, Enqueued, EventArgs, Lead, Store};
 use fleet_protocol::{JobSpec, Keys, ValidJob};
 use fleet_tests::RedisServer;
 use redis::aio::ConnectionManager;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use fleet_balancer::redis_options::RedisOptions;
+use fleet_balancer::state::RedisOptions;
 
 use crate::pki::TestPki;
 use crate::process::Process;

@@ -1,7 +1,8 @@
 //! Watching what agents report, from outside the balancer: a plain NATS
 //! subscription to every agent event, decoded and kept in arrival order.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use fleet_protocol::{subjects, AgentEvent};
 use futures::StreamExt;
@@ -22,9 +23,7 @@ impl EventSpy {
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
                 if let Ok(e) = AgentEvent::decode(&m.subject, &m.payload) {
-                    sink.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(e);
+                    sink.lock().push(e);
                 }
             }
         });
@@ -33,10 +32,7 @@ impl EventSpy {
 
     /// A copy of every event so far.
     pub fn events(&self) -> Vec<AgentEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.events.lock().clone()
     }
 
     /// Waits until an agent reported starting `job_id`.

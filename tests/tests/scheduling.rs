@@ -1,8 +1,9 @@
 //! Placement end to end: agents declaring different (simulated) GPUs,
 //! requirements, unschedulable jobs, affinity, drain, and every policy.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_protocol::{AssignmentBatch, JobSpec, JobState, Requirements};
@@ -32,9 +33,7 @@ async fn spy_assignments(
         while let Some(m) = sub.next().await {
             let agent = m.subject.split('.').nth(2).unwrap_or_default().to_string();
             if let Ok(batch) = serde_json::from_slice::<AssignmentBatch>(&m.payload) {
-                let mut s = sink
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut s = sink.lock();
                 for a in batch.assignments {
                     s.push((agent.clone(), a.job_id, a.gpus));
                 }
@@ -89,10 +88,7 @@ async fn every_job_lands_only_where_it_fits() -> anyhow::Result<()> {
             assert_eq!(r.agent_id.as_deref(), Some(*agent), "{r:?}");
         }
     }
-    let seen = assignments
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let seen = assignments.lock().clone();
     for (agent, job, gpus) in &seen {
         match expect.get(job) {
             Some(&"h100") => assert_eq!(gpus, &vec![0], "{job} on {agent}"),

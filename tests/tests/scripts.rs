@@ -6,9 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fleet_balancer::placement::Placement;
-use fleet_balancer::store::{Assigned, Enqueued, EventArgs, Expired, Lead, Store, StoreError};
-use fleet_protocol::{JobSpec, Keys};
+use fleet_balancer::state::Placement;
+use fleet_balancer::state::{
+    Assigned, Enqueued, EventArgs, Expired, Lead, Retried, Store, StoreError,
+};
+use fleet_protocol::{JobSpec, JobState, Keys};
 use fleet_tests::RedisServer;
 use redis::AsyncCommands;
 use serde_json::json;
@@ -695,7 +697,7 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
     assert_eq!(ttl_ms(store, "waits").await?, -1);
 
     // Retried, the dead job is queued again and kept.
-    assert_eq!(store.retry("dies", NOW + 8).await?, Ok(()));
+    assert_eq!(store.retry("dies", NOW + 8).await?, Retried::Queued);
     assert_eq!(ttl_ms(store, "dies").await?, -1);
 
     // A late event about a job whose hash is gone recreates nothing.
@@ -821,6 +823,9 @@ async fn listing_jobs_without_an_index_reads_the_keyspace_in_chunks() -> anyhow:
     // Stops at the limit, across a chunk boundary.
     assert_eq!(store.job_ids(None, 777).await?.len(), 777);
     // A state none has: the whole keyspace read, nothing found.
-    assert!(store.job_ids(Some("succeeded"), 10).await?.is_empty());
+    assert!(store
+        .job_ids(Some(JobState::Succeeded), 10)
+        .await?
+        .is_empty());
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! permissions let through but the job's lease does not back is refused
 //! by the balancer, counted, and leaves the real result standing.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{jetstream, ConnectOptions};
@@ -31,9 +32,7 @@ impl Watched {
             let sink = sink.clone();
             async move {
                 if let async_nats::Event::ServerError(e) = event {
-                    sink.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(e.to_string());
+                    sink.lock().push(e.to_string());
                 }
             }
         });
@@ -60,11 +59,7 @@ impl Watched {
             Duration::from_secs(10),
             &format!("a permission error for {what} to {subject}"),
             || async {
-                let errors = self
-                    .errors
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
+                let errors = self.errors.lock().clone();
                 Ok(errors.iter().any(|e| e.to_lowercase().contains(&want)))
             },
         )
@@ -72,10 +67,7 @@ impl Watched {
     }
 
     fn errors(&self) -> Vec<String> {
-        self.errors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.errors.lock().clone()
     }
 }
 
@@ -337,7 +329,7 @@ async fn the_fleet_runs_over_tls_with_a_redis_acl_user() -> anyhow::Result<()> {
     // Redis: TLS only, client certificates required, no default user, and
     // the ACL user kept to fleet's keys without dangerous commands.
     let port = fleet.redis.port;
-    let ping = |options: fleet_balancer::redis_options::RedisOptions| {
+    let ping = |options: fleet_balancer::state::RedisOptions| {
         options
             .client()
             .and_then(|c| Ok(c.get_connection_with_timeout(Duration::from_secs(5))?))

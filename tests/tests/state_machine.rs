@@ -1,5 +1,5 @@
 //! A state-machine property test of the balancer's Lua scripts, called
-//! through `fleet_balancer::store::Store` on a real redis-server, the way
+//! through `fleet_balancer::state::Store` on a real redis-server, the way
 //! the balancer calls them: enqueue and admit (the intake: a new job
 //! queued, or leased at once to the agent the intake chose while nothing
 //! waits), assign and steal (the scheduler), the batched `events.lua` (register, heartbeat, started,
@@ -37,8 +37,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::time::Duration;
 
-use fleet_balancer::placement::Placement;
-use fleet_balancer::store::{Assigned, Cancelled, EventArgs, Expired, Lead, Move, Store};
+use fleet_balancer::state::Placement;
+use fleet_balancer::state::{Assigned, Cancelled, EventArgs, Expired, Lead, Move, Retried, Store};
 use fleet_protocol::{JobSpec, Keys, Priority, ValidJob};
 use fleet_tests::RedisServer;
 use proptest::collection::vec;
@@ -1944,8 +1944,9 @@ impl Run {
                 let id = any_job_id(self.jobs, *j);
                 let want = self.model.retry(&id)?;
                 let got = match self.store.retry(&id, now).await.or_fail("retry")? {
-                    Ok(()) => "queued".to_string(),
-                    Err(state) => state,
+                    Retried::Queued => "queued".to_string(),
+                    Retried::Unknown => "unknown".to_string(),
+                    Retried::NotRetryable(state) => state.as_str().to_string(),
                 };
                 self.log.push(format!("{op:?} -> {got}"));
                 prop_assert_eq!(got, want);

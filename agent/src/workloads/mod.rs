@@ -35,7 +35,7 @@ pub fn offered(has_gpu: bool, exec: bool) -> Vec<String> {
         kinds.extend(
             cuda::KINDS
                 .iter()
-                .filter(|k| **k != cuda::matmul::KIND || cuda::cublas_present())
+                .filter(|k| **k != cuda::matmul::KIND || crate::gpu::cublas_present())
                 .map(|k| k.to_string()),
         );
     }

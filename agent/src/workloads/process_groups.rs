@@ -9,8 +9,8 @@
 //! `exec.rs`'s parent-death signal; what that process started is left to
 //! the agent's supervisor: a container, or a systemd unit's cgroup.)
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
 /// A set of process group ids.
 #[derive(Debug, Default)]
@@ -24,11 +24,8 @@ impl ProcessGroups {
         ProcessGroups(Mutex::new(BTreeSet::new()))
     }
 
-    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
-        // The set stays consistent whatever panicked while holding it.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn set(&self) -> parking_lot::MutexGuard<'_, BTreeSet<i32>> {
+        self.0.lock()
     }
 
     pub fn add(&self, pgid: i32) {

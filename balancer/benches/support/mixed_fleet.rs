@@ -3,8 +3,8 @@
 //! GPU, a third CPU-only, every other one with two of its four slots busy;
 //! and the jobs they place on it.
 
-use fleet_balancer::directory::AgentView;
-use fleet_balancer::store::QueuedJob;
+use fleet_balancer::scheduling::AgentView;
+use fleet_balancer::state::QueuedJob;
 use fleet_protocol::{Capabilities, GpuInfo, Requirements};
 
 fn gpu(index: u32, memory_mb: u64, cc: &str) -> GpuInfo {

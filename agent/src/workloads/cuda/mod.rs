@@ -17,8 +17,9 @@ pub mod reduce;
 pub mod saxpy;
 pub mod vector_add;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use cudarc::cublas::CudaBlas;
@@ -55,17 +56,11 @@ pub fn run(
         vector_add::KIND => vector_add::run_json(index, args),
         saxpy::KIND => saxpy::run_json(index, args),
         reduce::KIND => reduce::run_json(index, args),
-        matmul::KIND if !cublas_present() => Err("cuBLAS is not installed on this agent".into()),
+        matmul::KIND if !crate::gpu::cublas_present() => Err("cuBLAS is not installed on this agent".into()),
         matmul::KIND => matmul::run_json(index, args),
         kernel::KIND => kernel::run_json(index, args),
         other => Err(format!("unknown CUDA kind {other:?}")),
     }
-}
-
-/// Whether cuBLAS can be loaded (cudarc panics on a missing library).
-pub fn cublas_present() -> bool {
-    // SAFETY: only probes for the shared library; calls nothing in it.
-    unsafe { cudarc::cublas::sys::is_culib_present() }
 }
 
 /// One GPU as the agent uses it.
@@ -79,21 +74,15 @@ pub struct Device {
     blas: Mutex<Option<Arc<CudaBlas>>>,
 }
 
-fn devices() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
+fn devices() -> parking_lot::MutexGuard<'static, HashMap<usize, Arc<Device>>> {
     static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
-    DEVICES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    DEVICES.get_or_init(Default::default).lock()
 }
 
 /// GPUs a kernel fault broke, with what broke them.
-fn broken() -> std::sync::MutexGuard<'static, HashMap<usize, String>> {
+fn broken() -> parking_lot::MutexGuard<'static, HashMap<usize, String>> {
     static BROKEN: OnceLock<Mutex<HashMap<usize, String>>> = OnceLock::new();
-    BROKEN
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    BROKEN.get_or_init(Default::default).lock()
 }
 
 /// What the agent does once a kernel fault broke a GPU's context.
@@ -170,10 +159,7 @@ impl Device {
     /// by the source itself, so a user's kernel is cached as well).
     pub fn function(&self, source: &str, entry: &str) -> Result<CudaFunction, String> {
         let module = {
-            let mut modules = self
-                .modules
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut modules = self.modules.lock();
             match modules.get(source) {
                 Some(m) => m,
                 None => {
@@ -195,10 +181,7 @@ impl Device {
     /// This device's cuBLAS handle, created on first use: creating one
     /// costs milliseconds and a workspace allocation, too much per job.
     pub fn blas(&self) -> Result<Arc<CudaBlas>, String> {
-        let mut blas = self
-            .blas
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut blas = self.blas.lock();
         if let Some(b) = blas.as_ref() {
             return Ok(b.clone());
         }
@@ -323,9 +306,7 @@ pub(crate) mod tests {
     pub static FAULTS: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
 
     pub fn record_fault(index: usize, why: &str) {
-        if let Ok(mut f) = FAULTS.lock() {
-            f.push((index, why.to_string()));
-        }
+        FAULTS.lock().push((index, why.to_string()));
     }
 
     #[test]
@@ -338,7 +319,7 @@ pub(crate) mod tests {
             e.contains("GPU 97 is out of use until the agent restarts"),
             "{e}"
         );
-        let faults = FAULTS.lock().map(|f| f.clone()).unwrap_or_default();
+        let faults = FAULTS.lock().clone();
         assert!(
             faults
                 .iter()

@@ -12,8 +12,9 @@
 //! `restart:`) starts it again, and the balancer re-queues the jobs it held,
 //! as for any agent that died.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -130,10 +131,8 @@ impl Overruns {
         outcome?
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Holder>> {
-        self.overrun
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<usize, Holder>> {
+        self.overrun.lock()
     }
 
     /// Marks `gpu` overrun and watches the job: freed when it ends within
@@ -209,9 +208,7 @@ mod tests {
         let overruns = Overruns::new(
             grace,
             Arc::new(move |gpu, job: &str| {
-                if let Ok(mut w) = seen.lock() {
-                    w.push((gpu, job.to_string()));
-                }
+                seen.lock().push((gpu, job.to_string()));
             }),
         );
         (overruns, wedged)
@@ -234,7 +231,7 @@ mod tests {
         let r = overruns.run(0, "job-1", || Ok(7)).await;
         assert_eq!(r, Ok(7));
         assert_eq!(overruns.holder(0), None);
-        assert!(wedged.lock().map(|w| w.is_empty()).unwrap_or(false));
+        assert!(wedged.lock().is_empty());
     }
 
     /// A "kernel" that runs until released.
@@ -289,7 +286,7 @@ mod tests {
         release.store(true, Ordering::SeqCst);
         assert_eq!(next.await.map_err(|e| e.to_string())?, Ok("ran"));
         wait_for("the GPU to be freed", || overruns.holder(1).is_none()).await;
-        assert!(wedged.lock().map(|w| w.is_empty()).unwrap_or(false));
+        assert!(wedged.lock().is_empty());
         Ok(())
     }
 
@@ -301,14 +298,8 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(20), attempt)
             .await
             .is_err());
-        wait_for("the wedge", || {
-            wedged.lock().map(|w| !w.is_empty()).unwrap_or(false)
-        })
-        .await;
-        assert_eq!(
-            wedged.lock().map(|w| w.clone()).unwrap_or_default(),
-            vec![(2, "endless".to_string())]
-        );
+        wait_for("the wedge", || !wedged.lock().is_empty()).await;
+        assert_eq!(wedged.lock().clone(), vec![(2, "endless".to_string())]);
         // Let the blocking thread end, so the runtime can shut down.
         release.store(true, Ordering::SeqCst);
     }

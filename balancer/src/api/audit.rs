@@ -1,5 +1,5 @@
 //! The audit: reads every job, lease, queue entry and agent in Redis and
-//! checks DESIGN.md's invariants against them.
+//! checks the invariants (docs/ARCHITECTURE.md) against them.
 //!
 //! It reads without stopping the fleet, so on a busy fleet a job can move
 //! between two reads and look inconsistent for an instant; run it on a
@@ -7,28 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use fleet_protocol::api::{AuditReport, Breach};
+use fleet_protocol::{AttemptOutcome, AttemptRecord, JobState};
 use redis::AsyncCommands;
-use serde::Serialize;
 
-use crate::store::{Store, StoreResult};
-
-/// What the audit found.
-#[derive(Debug, Serialize)]
-pub struct AuditReport {
-    pub ok: bool,
-    pub jobs: usize,
-    pub agents: usize,
-    pub by_state: HashMap<String, usize>,
-    pub breaches: Vec<Breach>,
-}
-
-/// One broken invariant.
-#[derive(Debug, Serialize)]
-pub struct Breach {
-    /// A job id, or `agent:<id>`.
-    pub id: String,
-    pub problem: String,
-}
+use crate::state::{Store, StoreResult};
 
 const FIELDS: [&str; 8] = [
     "state",
@@ -42,7 +25,7 @@ const FIELDS: [&str; 8] = [
 ];
 
 /// Runs every check.
-pub async fn run(store: &Store) -> StoreResult<AuditReport> {
+pub(crate) async fn run(store: &Store) -> StoreResult<AuditReport> {
     let keys = store.keys().clone();
     let mut conn = store.conn();
     let job_prefix = keys.job("");
@@ -59,7 +42,7 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
     let agent_ids: Vec<String> = conn.smembers(keys.agents()).await?;
 
     let mut breaches = Vec::new();
-    let mut by_state: HashMap<String, usize> = HashMap::new();
+    let mut by_state: HashMap<JobState, usize> = HashMap::new();
     let mut leased_to: HashMap<String, String> = HashMap::new();
     let mut breach = |id: &str, problem: String| {
         breaches.push(Breach {
@@ -89,18 +72,22 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
                     .unwrap_or_default()
             };
             let num = |name: &str| f(name).parse::<i64>().unwrap_or(0);
-            let state = f("state");
-            *by_state.entry(state.clone()).or_default() += 1;
-            let history: Vec<serde_json::Value> =
+            let Some(state) = JobState::parse(&f("state")) else {
+                breach(&id, format!("unknown state {:?}", f("state")));
+                continue;
+            };
+            *by_state.entry(state).or_default() += 1;
+            let history: Vec<AttemptRecord> =
                 serde_json::from_str(&f("history")).unwrap_or_default();
             let successes = history
                 .iter()
-                .filter(|h| h["outcome"] == "succeeded")
+                .filter(|h| h.outcome == AttemptOutcome::Succeeded)
                 .count();
             let in_queue = queue.contains(&id);
             let in_leases = leases.contains(&id);
-            match state.as_str() {
-                "queued" => {
+            let state_name = state.as_str();
+            match state {
+                JobState::Queued => {
                     if in_queue == parked.contains(&id) {
                         breach(
                             &id,
@@ -111,33 +98,32 @@ pub async fn run(store: &Store) -> StoreResult<AuditReport> {
                         breach(&id, "queued but holds a lease".into());
                     }
                 }
-                "assigned" | "running" => {
+                JobState::Assigned | JobState::Running => {
                     if !in_leases {
-                        breach(&id, format!("{state} without a lease"));
+                        breach(&id, format!("{state_name} without a lease"));
                     }
                     if in_queue {
-                        breach(&id, format!("{state} but still in the queue"));
+                        breach(&id, format!("{state_name} but still in the queue"));
                     }
                     leased_to.insert(id.clone(), f("agent"));
                 }
-                "succeeded" | "dead" | "cancelled" => {
+                JobState::Succeeded | JobState::Dead | JobState::Cancelled => {
                     if in_queue || in_leases || parked.contains(&id) {
-                        breach(&id, format!("{state} (terminal) but queued or leased"));
+                        breach(&id, format!("{state_name} (terminal) but queued or leased"));
                     }
                     if f("finished_at").is_empty() {
-                        breach(&id, format!("{state} without a finish time"));
+                        breach(&id, format!("{state_name} without a finish time"));
                     }
                 }
-                other => breach(&id, format!("unknown state {other:?}")),
             }
             if successes > 1 {
                 breach(&id, format!("{successes} results accepted"));
             }
-            if state == "succeeded" && (successes != 1 || f("done_by").is_empty()) {
+            if state == JobState::Succeeded && (successes != 1 || f("done_by").is_empty()) {
                 breach(&id, "succeeded without exactly one accepted result".into());
             }
-            if state != "succeeded" && successes > 0 {
-                breach(&id, format!("{state} but a result was accepted"));
+            if state != JobState::Succeeded && successes > 0 {
+                breach(&id, format!("{state_name} but a result was accepted"));
             }
             let used = num("attempt") - num("attempt_base");
             if used > num("max_attempts") {

@@ -11,6 +11,14 @@
 //! next batch (up to 4 batches wait at once): a slot freed by a completion
 //! is free for the scheduler and the intake as soon as Redis has applied
 //! it, not a result round trip later.
+//!
+//! What agents fail to report is this subsystem's too: the [`sweeper`]
+//! fails the leases of silent agents, of assignments never started and of
+//! jobs past their timeout, counting silence only while the balancer was
+//! able to hear ([`watch`]).
+
+pub(crate) mod sweeper;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 
@@ -21,14 +29,15 @@ use fleet_protocol::{
 };
 use tokio::sync::Notify;
 
+use crate::consumer::{self, BatchHandler};
 use crate::control;
-use crate::directory::Directory;
-use crate::durable::{self, BatchHandler};
-use crate::rate::{Activity, Failure};
+use crate::events::watch::Watch;
 use crate::results;
-use crate::store::{EventArgs, Store};
-use crate::watch::Watch;
+use crate::scheduling::directory::Directory;
+use crate::state::{EventArgs, Store};
+use crate::telemetry::rate::Activity;
 use crate::Config;
+use fleet_protocol::api::Failure;
 
 const DURABLE: &str = "fleet-balancer-events";
 
@@ -52,7 +61,7 @@ pub async fn run(
         activity,
         config,
     };
-    durable::consume(js, streams::EVENTS, DURABLE, handler).await
+    consumer::consume(js, streams::EVENTS, DURABLE, handler).await
 }
 
 struct Events {
@@ -124,12 +133,12 @@ impl BatchHandler for Events {
                     messages.push(message);
                 }
                 Err(error) => {
-                    crate::metrics::rejected("event", error.reason());
+                    crate::telemetry::metrics::rejected("event", error.reason());
                     tracing::warn!(subject = %message.subject, %error, "bad event dropped");
                     if let Err(e) = self.store.count("bad_events", 1).await {
                         tracing::warn!(error = %e, "cannot count bad event");
                     }
-                    durable::discard(&message).await;
+                    consumer::discard(&message).await;
                 }
             }
         }
@@ -153,7 +162,7 @@ impl BatchHandler for Events {
                 self.watch.restart("events not applied");
                 tracing::error!(error = %e, events = events.len(), "applying events failed; they will be redelivered");
                 for m in &messages {
-                    durable::retry_later(m).await;
+                    consumer::retry_later(m).await;
                 }
                 return;
             }
@@ -218,7 +227,7 @@ async fn finish_batch(
     // publish (a late one includes the wait behind earlier ones).
     for (i, published, ack) in publishes {
         let outcome = ack.await;
-        crate::metrics::nats_ack(published.elapsed());
+        crate::telemetry::metrics::nats_ack(published.elapsed());
         if let Err(e) = outcome {
             tracing::error!(error = %e, "result publish not acknowledged");
             failed_publish[i] = true;
@@ -226,9 +235,9 @@ async fn finish_batch(
     }
     for (message, failed) in messages.iter().zip(failed_publish) {
         if failed {
-            durable::retry_later(message).await;
+            consumer::retry_later(message).await;
         } else {
-            durable::ack(message).await;
+            consumer::ack(message).await;
         }
     }
 }
@@ -334,7 +343,7 @@ impl Events {
                 if accepted {
                     tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
                     self.directory.released(agent, &e.job_id, true);
-                    crate::metrics::jobs("succeeded", 1);
+                    crate::telemetry::metrics::jobs("succeeded", 1);
                 }
                 let at = |i: usize| reply.get(i).and_then(|v| v.parse::<u64>().ok());
                 let timing = match (at(2), at(3), at(4)) {
@@ -353,7 +362,7 @@ impl Events {
                 if let (true, Some(t)) = (accepted, timing) {
                     let wait = t.started_at_ms.saturating_sub(t.submitted_at_ms);
                     let run = now.saturating_sub(t.started_at_ms);
-                    crate::metrics::job_timing(wait, run);
+                    crate::telemetry::metrics::job_timing(wait, run);
                     self.activity.recent.add(now, wait, run);
                     self.activity.succeeded_1m.add(1, now);
                     self.activity.succeeded_5m.add(1, now);
@@ -386,7 +395,7 @@ impl Events {
                 // Forged or misrouted events show up here (late ones too);
                 // an old incarnation's heartbeat is ordinary after a restart.
                 if matches!(other, "stale" | "unknown_job") {
-                    crate::metrics::rejected("event", reason);
+                    crate::telemetry::metrics::rejected("event", reason);
                 }
                 tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, reason, "event changed nothing");
                 Outcome::Nothing
@@ -406,8 +415,8 @@ impl Events {
         match status {
             "requeued" => {
                 tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
-                crate::metrics::jobs("failed_attempt", 1);
-                crate::metrics::jobs("retried", 1);
+                crate::telemetry::metrics::jobs("failed_attempt", 1);
+                crate::telemetry::metrics::jobs("retried", 1);
                 self.directory.released(agent, &e.job_id, false);
                 Outcome::Freed
             }
@@ -415,8 +424,8 @@ impl Events {
                 let fresh = status == "dead";
                 if fresh {
                     tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
-                    crate::metrics::jobs("failed_attempt", 1);
-                    crate::metrics::jobs("dead", 1);
+                    crate::telemetry::metrics::jobs("failed_attempt", 1);
+                    crate::telemetry::metrics::jobs("dead", 1);
                     self.directory.released(agent, &e.job_id, false);
                 }
                 let result = JobResult {

@@ -32,7 +32,7 @@ impl Policy for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, context, job, one_slot_each};
+    use crate::scheduling::policy::testing::{agent, context, job, one_slot_each};
 
     #[test]
     fn cycles_through_agents_in_id_order() {

@@ -7,8 +7,10 @@
 //! a minute it reads as "jobs finished per second over about the last
 //! minute", without keeping any history.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
+
+use fleet_protocol::api::{Failure, Percentiles};
 
 pub struct Rate {
     tau_s: f64,
@@ -30,20 +32,14 @@ impl Rate {
 
     /// `n` events happened at `now_ms`.
     pub fn add(&self, n: u64, now_ms: u64) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state.lock();
         let value = self.decayed(*state, now_ms) + n as f64 / self.tau_s;
         *state = (value, now_ms.max(state.1));
     }
 
     /// Events per second at `now_ms`.
     pub fn per_second(&self, now_ms: u64) -> f64 {
-        let state = *self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = *self.state.lock();
         self.decayed(state, now_ms)
     }
 }
@@ -65,15 +61,6 @@ pub struct Activity {
     failures: Mutex<std::collections::VecDeque<Failure>>,
 }
 
-/// One failed attempt, for the dashboard.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Failure {
-    pub at_ms: u64,
-    pub job_id: String,
-    pub agent_id: String,
-    pub error: String,
-}
-
 /// How many failed attempts [`Activity`] remembers.
 const FAILURES_KEPT: usize = 20;
 
@@ -93,10 +80,7 @@ impl Default for Activity {
 impl Activity {
     /// Remembers a failed attempt.
     pub fn failed(&self, failure: Failure) {
-        let mut list = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list = self.failures.lock();
         list.push_back(failure);
         while list.len() > FAILURES_KEPT {
             list.pop_front();
@@ -105,10 +89,7 @@ impl Activity {
 
     /// The latest failed attempts, newest first.
     pub fn failures(&self) -> Vec<Failure> {
-        let list = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = self.failures.lock();
         list.iter().rev().cloned().collect()
     }
 }
@@ -120,15 +101,6 @@ pub struct Recent {
     samples: Mutex<std::collections::VecDeque<(u64, f64, f64)>>,
 }
 
-/// Percentiles of one measure over the window.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
 impl Recent {
     pub fn new(window: Duration, max: usize) -> Recent {
         Recent {
@@ -138,10 +110,8 @@ impl Recent {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, f64, f64)>> {
-        self.samples
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, std::collections::VecDeque<(u64, f64, f64)>> {
+        self.samples.lock()
     }
 
     /// A job finished at `now_ms` after waiting `queue_wait_ms` and running `run_ms`.
@@ -151,19 +121,6 @@ impl Recent {
         while samples.len() > self.max {
             samples.pop_front();
         }
-    }
-
-    /// Jobs per second finished over the last `span` (at most the window).
-    pub fn per_second(&self, now_ms: u64, span: Duration) -> f64 {
-        let span_ms = (span.as_millis() as u64).min(self.window_ms).max(1);
-        let since = now_ms.saturating_sub(span_ms);
-        let n = self
-            .lock()
-            .iter()
-            .rev()
-            .take_while(|s| s.0 >= since)
-            .count();
-        n as f64 * 1000.0 / span_ms as f64
     }
 
     /// Queue-wait and run-time percentiles (ms) over the window (of the
@@ -216,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn recent_samples_give_windowed_rates_and_percentiles() {
+    fn recent_samples_give_windowed_percentiles() {
         let recent = Recent::new(Duration::from_secs(300), 10_000);
         assert_eq!(recent.percentiles(0), None);
         // 10 jobs a second for 5 minutes; waits 0..99 ms, runs 100 ms.
@@ -224,8 +181,6 @@ mod tests {
             recent.add(i * 100, i % 100, 100);
         }
         let now = 300_000;
-        assert!((recent.per_second(now, Duration::from_secs(60)) - 10.0).abs() < 0.1);
-        assert!((recent.per_second(now, Duration::from_secs(300)) - 10.0).abs() < 0.1);
         let (wait, run) = recent.percentiles(now).unwrap_or((
             Percentiles {
                 p50: 0.0,
@@ -244,10 +199,6 @@ mod tests {
         assert!((wait.p99 - 98.0).abs() <= 1.0, "{wait:?}");
         assert_eq!(run.p50, 100.0);
         // Old samples leave the window.
-        assert_eq!(
-            recent.per_second(now + 600_000, Duration::from_secs(60)),
-            0.0
-        );
         assert_eq!(recent.percentiles(now + 600_000), None);
     }
 }

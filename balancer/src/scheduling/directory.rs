@@ -8,28 +8,20 @@
 //! its slots and GPUs, heartbeats refresh its liveness and temperatures,
 //! and the sweeper refreshes its performance history.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_protocol::Capabilities;
+
+use crate::state::{AgentRecord, Perf};
 
 /// How long a model family counts as warm on an agent after it last ran.
 const AFFINITY_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// At or above this GPU temperature (°C) an agent takes no new work.
 pub const TOO_HOT_C: f32 = 90.0;
-
-/// Run-time history of one workload kind on one agent (moving averages).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Perf {
-    /// Average run time, ms.
-    pub ms: f64,
-    /// Average success, 0.0 to 1.0.
-    pub ok: f64,
-    /// Attempts behind the averages.
-    pub n: u64,
-}
 
 /// One agent as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -64,6 +56,32 @@ pub struct AgentView {
     /// crashed agent looks idle until its heartbeat timeout, and without
     /// this every retry would be offered to it first.
     pub suspect: bool,
+}
+
+impl From<AgentRecord> for AgentView {
+    /// The agent as Redis last recorded it; what only heartbeats tell
+    /// (temperatures, recent families, suspicion) starts unknown.
+    fn from(record: AgentRecord) -> AgentView {
+        AgentView {
+            id: record.id,
+            slots: record.slots,
+            prefetch: record.prefetch,
+            leases: record.leases,
+            capabilities: record.capabilities,
+            last_seen_ms: record.last_seen_ms,
+            succeeded: record.succeeded,
+            failed: record.failed,
+            alive: record.alive,
+            draining: record.draining,
+            stopping: record.stopping,
+            gpu_jobs: record.gpu_jobs,
+            temperature_c: None,
+            utilization_pct: None,
+            perf: record.perf,
+            recent_families: HashMap::new(),
+            suspect: false,
+        }
+    }
 }
 
 impl AgentView {
@@ -153,12 +171,10 @@ impl Directory {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AgentView>>> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Arc<AgentView>>> {
         // A panic while holding this lock cannot leave the map worse than
         // stale, and Redis re-checks every lease anyway.
-        self.agents
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.agents.lock()
     }
 
     fn changed(&self) {
@@ -172,10 +188,6 @@ impl Directory {
 
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether an agent was heard from within half the heartbeat timeout:

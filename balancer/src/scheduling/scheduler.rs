@@ -13,16 +13,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fleet_protocol::capabilities::unschedulable_reason;
-use fleet_protocol::{subjects, time::now_ms, Assignment, AssignmentBatch, ControlMessage};
+use fleet_protocol::{time::now_ms, Assignment, ControlMessage};
 use tokio::sync::Notify;
 
-use crate::analysis::FamilyTable;
-use crate::backlog::Backlog;
+use super::backlog::Backlog;
+use super::directory::Directory;
+use super::dispatch::{lease_deadlines, publish_assignments, send_leases};
+use super::families::FamilyTable;
+use super::placement::Round;
+use super::policy::Policy;
 use crate::control;
-use crate::directory::Directory;
-use crate::placement::{Placement, Round};
-use crate::policy::Policy;
-use crate::store::{Assigned, Move, QueuedJob, Store, StoreError};
+use crate::state::{Assigned, Move, Placement, QueuedJob, Store, StoreError};
 use crate::Config;
 
 /// Jobs read per page of the queue, as a multiple of free slots (with
@@ -82,8 +83,8 @@ pub async fn run(
             )
             .await;
             if let Ok(placed) = outcome {
-                crate::metrics::schedule_round(began.elapsed(), placed);
-                crate::metrics::jobs("assigned", placed as u64);
+                crate::telemetry::metrics::schedule_round(began.elapsed(), placed);
+                crate::telemetry::metrics::jobs("assigned", placed as u64);
             }
             match outcome {
                 Ok(0) => break,
@@ -122,7 +123,7 @@ async fn round(
     // before the round takes its snapshots: a round holding them over a
     // Redis call would make every lease and event meanwhile copy the
     // agent it touches, and most wake-ups find the queue empty.
-    let Some(capacity) = directory.sum_available(now, crate::placement::room) else {
+    let Some(capacity) = directory.sum_available(now, crate::scheduling::placement::room) else {
         return Ok(0);
     };
     let window = (capacity * WINDOW_PER_FREE_SLOT).clamp(MIN_WINDOW, MAX_WINDOW) as usize;
@@ -146,7 +147,7 @@ async fn round(
     let mut round = Round::new(directory.available(now), policy, now);
     // Every agent that could run work, busy or not: read only if a job
     // fits nobody free, to tell a wait from an impossible job.
-    let mut fleet: Option<Vec<std::sync::Arc<crate::directory::AgentView>>> = None;
+    let mut fleet: Option<Vec<std::sync::Arc<crate::scheduling::directory::AgentView>>> = None;
     let build_time = building.elapsed();
     let mut place_times: Vec<std::time::Duration> = Vec::new();
 
@@ -196,7 +197,7 @@ async fn round(
         }
         page = store.peek(window, offset).await?;
     }
-    crate::metrics::decisions(build_time, &place_times);
+    crate::telemetry::metrics::decisions(build_time, &place_times);
     if !park.is_empty() {
         store.park(&park, now).await?;
     }
@@ -228,55 +229,6 @@ async fn round(
         }
     }
     send_leases(nats, directory, leased, now).await
-}
-
-/// A new lease's deadlines: to be accepted by its agent, or, prefetched
-/// beyond the agent's slots, to be renewed by its heartbeats.
-pub(crate) fn lease_deadlines(config: &Config, now_ms: u64) -> (u64, u64) {
-    let deadline = now_ms + config.accept_timeout.as_millis() as u64;
-    (
-        deadline,
-        deadline + config.heartbeat_timeout.as_millis() as u64,
-    )
-}
-
-/// Records leases that Redis committed in the directory, then sends each
-/// agent its new assignments in one message; returns how many.
-pub(crate) async fn send_leases<'a>(
-    nats: &async_nats::Client,
-    directory: &Directory,
-    leased: impl IntoIterator<Item = (&'a QueuedJob, &'a Placement, Option<&'a str>, u32)>,
-    now_ms: u64,
-) -> anyhow::Result<usize> {
-    let mut batches: HashMap<&str, Vec<Assignment>> = HashMap::new();
-    for (job, placement, family, attempt) in leased {
-        let agent = placement.agent.as_str();
-        directory.leased(agent, &job.id, &placement.gpus, family, now_ms);
-        tracing::debug!(job_id = %job.id, agent_id = %agent, attempt, gpus = ?placement.gpus, "job assigned");
-        batches
-            .entry(agent)
-            .or_default()
-            .push(job.assignment(attempt, placement));
-    }
-    publish_assignments(nats, batches).await
-}
-
-/// Sends each agent its assignments in one message; returns how many.
-async fn publish_assignments(
-    nats: &async_nats::Client,
-    batches: HashMap<&str, Vec<Assignment>>,
-) -> anyhow::Result<usize> {
-    let mut assigned = 0;
-    for (agent, assignments) in batches {
-        assigned += assignments.len();
-        let body = serde_json::to_vec(&AssignmentBatch { assignments })?;
-        // The leases are committed; a lost message costs an accept
-        // timeout, never the job.
-        if let Err(e) = nats.publish(subjects::assign(agent), body.into()).await {
-            tracing::warn!(agent_id = %agent, error = %e, "cannot publish assignment");
-        }
-    }
-    Ok(assigned)
 }
 
 /// Work stealing: moves not-yet-started jobs from agents holding more than

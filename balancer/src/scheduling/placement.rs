@@ -25,18 +25,9 @@ use std::sync::Arc;
 
 use fleet_protocol::defaults;
 
-use crate::directory::AgentView;
-use crate::policy::{Feasible, JobContext, Policy};
-use crate::store::QueuedJob;
-
-/// A job placed in this round: the agent, the devices it gets, and the
-/// run-time limit of this lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub agent: String,
-    pub gpus: Vec<u32>,
-    pub timeout_ms: u64,
-}
+use crate::scheduling::directory::AgentView;
+use crate::scheduling::policy::{Feasible, JobContext, Policy};
+use crate::state::{Placement, QueuedJob};
 
 /// The run-time limit of a job whose producer gave none: ten times what
 /// the job's kind takes on that agent once there is history (at least
@@ -274,8 +265,8 @@ impl<'p> Round<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::Perf;
-    use crate::policy::{Composite, Weights};
+    use crate::scheduling::policy::{Composite, Weights};
+    use crate::state::Perf;
     use fleet_protocol::{Capabilities, GpuInfo, Requirements};
 
     fn agent(id: &str, slots: u32, leases: u32, kinds: &[&str], gpus: &[(u64, &str)]) -> AgentView {

@@ -38,7 +38,7 @@ impl Policy for WeightedRoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, context, job, one_slot_each};
+    use crate::scheduling::policy::testing::{agent, context, job, one_slot_each};
 
     #[test]
     fn shares_follow_capacity() {

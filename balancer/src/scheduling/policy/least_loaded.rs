@@ -19,7 +19,7 @@ impl Policy for LeastLoaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::testing::{agent, context, feasible, job};
+    use crate::scheduling::policy::testing::{agent, context, feasible, job};
 
     #[test]
     fn picks_the_emptiest_share_not_the_most_free_slots() {

@@ -17,8 +17,8 @@ pub use least_loaded::LeastLoaded;
 pub use round_robin::RoundRobin;
 pub use weighted_round_robin::WeightedRoundRobin;
 
-use crate::directory::AgentView;
-use crate::store::QueuedJob;
+use crate::scheduling::directory::AgentView;
+use crate::state::QueuedJob;
 
 /// One agent that could take the job now.
 pub struct Feasible<'a> {
@@ -85,8 +85,8 @@ fn best_by(feasible: &[Feasible<'_>], mut key: impl FnMut(&Feasible<'_>) -> f64)
 pub(crate) mod testing {
     use fleet_protocol::{Capabilities, Requirements};
 
-    use crate::directory::AgentView;
-    use crate::store::QueuedJob;
+    use crate::scheduling::directory::AgentView;
+    use crate::state::QueuedJob;
 
     pub fn agent(id: &str, slots: u32, leases: u32) -> AgentView {
         let mut a = AgentView::new(

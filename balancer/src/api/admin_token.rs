@@ -14,34 +14,37 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use fleet_protocol::api::ErrorBody;
+use subtle::ConstantTimeEq;
 
 /// The configured token, if any.
 #[derive(Clone, Default)]
-pub struct AdminToken(Option<Arc<str>>);
+pub(crate) struct AdminToken(Option<Arc<str>>);
 
 impl AdminToken {
-    pub fn new(token: Option<&str>) -> AdminToken {
+    pub(crate) fn new(token: Option<&str>) -> AdminToken {
         AdminToken(token.filter(|t| !t.is_empty()).map(Arc::from))
     }
 
-    pub fn is_set(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Whether an `Authorization` header value carries the token.
+    /// Whether an `Authorization` header value carries the token. The
+    /// comparison takes as long however much of a guess is right
+    /// (`subtle`), so timing tells an attacker nothing.
     fn admits(&self, authorization: Option<&[u8]>) -> bool {
         let Some(want) = &self.0 else {
             return true;
         };
         authorization
             .and_then(|h| h.strip_prefix(b"Bearer "))
-            .is_some_and(|got| constant_time_eq(got, want.as_bytes()))
+            .is_some_and(|got| bool::from(got.ct_eq(want.as_bytes())))
     }
 }
 
 /// Middleware: refuses a request without the token with 401.
-pub async fn require(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
+pub(crate) async fn require(
+    State(token): State<AdminToken>,
+    request: Request,
+    next: Next,
+) -> Response {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -50,22 +53,15 @@ pub async fn require(State(token): State<AdminToken>, request: Request, next: Ne
         return next.run(request).await;
     }
     tracing::warn!(path = %request.uri().path(), "admin request without a valid token refused");
-    crate::metrics::rejected("admin_request", "bad_token");
+    crate::telemetry::metrics::rejected("admin_request", "bad_token");
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({"error": "this route needs the admin token (Authorization: Bearer …)"})),
+        Json(ErrorBody {
+            error: "this route needs the admin token (Authorization: Bearer …)".into(),
+        }),
     )
         .into_response()
-}
-
-/// Compares without an early exit, so the time taken does not tell how
-/// much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -83,6 +79,7 @@ mod tests {
         assert!(!token.admits(None));
         let open = AdminToken::new(None);
         assert!(open.admits(None));
-        assert!(!AdminToken::new(Some("")).is_set());
+        // An empty token is no token: every request is admitted.
+        assert!(AdminToken::new(Some("")).admits(None));
     }
 }

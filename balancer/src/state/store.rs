@@ -5,119 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_protocol::{Capabilities, Keys, Requirements, ValidJob};
+use fleet_protocol::{JobState, Keys, Priority, ValidJob};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use crate::directory::{AgentView, Perf};
-use crate::placement::Placement;
-use crate::scripts::Scripts;
-
-/// A Redis failure, or a reply the scripts should never give.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("redis reply: {0}")]
-    Parse(#[from] redis::ParsingError),
-    #[error("this balancer does not lead (another took over)")]
-    NotLeader,
-    #[error("unexpected reply from {script}: {detail}")]
-    Reply {
-        script: &'static str,
-        detail: String,
-    },
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-impl StoreError {
-    /// Scripts refuse a caller without the current leadership token with
-    /// a `NOTLEADER` error.
-    fn from_script(e: redis::RedisError) -> StoreError {
-        if e.code() == Some("NOTLEADER") {
-            StoreError::NotLeader
-        } else {
-            StoreError::Redis(e)
-        }
-    }
-}
-
-/// What the enqueue script did with one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enqueued {
-    Queued,
-    /// Leased at once, as attempt 1, to the agent the intake chose.
-    Leased,
-    /// The id was seen before; nothing changed.
-    Duplicate,
-}
-
-/// A queued job as the scheduler sees it.
-#[derive(Debug, Clone)]
-pub struct QueuedJob {
-    pub id: String,
-    pub kind: String,
-    /// The job's arguments, as the JSON text stored at submission.
-    pub args: String,
-    pub rank: u8,
-    /// The producer's timeout; `None` leaves it to the balancer.
-    pub timeout_ms: Option<u64>,
-    pub requires: Requirements,
-    /// The agent whose attempt failed last, if any: retries go elsewhere
-    /// when they can.
-    pub last_agent: Option<String>,
-}
-
-impl QueuedJob {
-    /// A job just submitted, as the intake places it before it reaches
-    /// the queue.
-    pub fn submitted(job: &ValidJob) -> QueuedJob {
-        QueuedJob {
-            id: job.id.clone(),
-            kind: job.kind.clone(),
-            args: job.args.to_string(),
-            rank: job.priority.rank(),
-            timeout_ms: job.timeout_given.then_some(job.timeout.as_millis() as u64),
-            requires: job.requires.clone(),
-            last_agent: None,
-        }
-    }
-
-    /// A job from the first six fields the scripts return for it: id,
-    /// kind, args, rank, timeout_ms, requires.
-    fn from_fields(f: &[String], last_agent: Option<String>) -> QueuedJob {
-        QueuedJob {
-            id: f[0].clone(),
-            kind: f[1].clone(),
-            args: f[2].clone(),
-            rank: f[3].parse().unwrap_or(1),
-            timeout_ms: f[4].parse().ok(),
-            requires: serde_json::from_str(&f[5]).unwrap_or_default(),
-            last_agent,
-        }
-    }
-
-    /// What the agent is sent for this job's lease.
-    pub fn assignment(&self, attempt: u32, placement: &Placement) -> fleet_protocol::Assignment {
-        fleet_protocol::Assignment {
-            job_id: self.id.clone(),
-            attempt,
-            kind: self.kind.clone(),
-            args: serde_json::from_str(&self.args).unwrap_or_default(),
-            timeout_ms: placement.timeout_ms,
-            gpus: placement.gpus.clone(),
-        }
-    }
-}
-
-/// What the assign script did with one placement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Assigned {
-    /// Leased; the value is the attempt number, the lease's fencing token.
-    Leased(u32),
-    Refused(String),
-}
+use super::error::{StoreError, StoreResult};
+use super::records::{parse_perf, AgentRecord, JobRecord, Perf, Placement, QueuedJob};
+use super::replies::{Assigned, Cancelled, Enqueued, Expired, Lead, Retried};
+use super::scripts::Scripts;
 
 /// One lease move for [`Store::steal`].
 #[derive(Debug, Clone)]
@@ -141,55 +36,6 @@ pub struct Counters {
     pub dead: u64,
 }
 
-/// The outcome of a leadership attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lead {
-    /// We lead; the token fences every write.
-    Leader(String),
-    /// Someone else leads, holding this token.
-    Follower(String),
-}
-
-/// What the sweeper's script did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expired {
-    AgentLost(String),
-    Requeued {
-        job_id: String,
-        agent_id: String,
-        /// Why the attempt failed (agent lost, never started, timed out).
-        error: String,
-    },
-    Dead {
-        job_id: String,
-        agent_id: String,
-        history: String,
-    },
-    Cancel {
-        job_id: String,
-        agent_id: String,
-        attempt: u32,
-    },
-    /// Parked past the unschedulable timeout; now dead.
-    Unschedulable {
-        job_id: String,
-        error: String,
-        history: String,
-    },
-}
-
-/// What cancel.lua did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cancelled {
-    /// Cancelled; the agent (if leased) must stop that attempt.
-    Done {
-        lease: Option<(String, u32)>,
-        history: String,
-    },
-    Unknown,
-    AlreadyEnded(String),
-}
-
 /// The Redis side of the balancer. Cheap to clone.
 ///
 /// A store made by [`Store::connect`] can read; one returned by
@@ -203,7 +49,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to the Redis at `url` (see [`crate::redis_options`] for
+    /// Connects to the Redis at `url` (see [`crate::state::redis_options`] for
     /// TLS).
     pub async fn connect(url: &str, keys: Keys) -> StoreResult<Store> {
         Store::open(redis::Client::open(url)?, keys).await
@@ -380,13 +226,16 @@ impl Store {
                 }
             }
             [status] if status == "unknown_job" => Cancelled::Unknown,
-            [status] => Cancelled::AlreadyEnded(status.trim_start_matches("already_").to_string()),
+            [status] => match status.strip_prefix("already_").and_then(JobState::parse) {
+                Some(state) => Cancelled::AlreadyEnded(state),
+                None => return Err(reply_error("cancel", "unknown job state")),
+            },
             _ => return Err(reply_error("cancel", "unexpected reply shape")),
         })
     }
 
-    /// Re-queues a dead or cancelled job; `Err(state)` when it is neither.
-    pub async fn retry(&self, job_id: &str, now_ms: u64) -> StoreResult<Result<(), String>> {
+    /// Re-queues a dead or cancelled job.
+    pub async fn retry(&self, job_id: &str, now_ms: u64) -> StoreResult<Retried> {
         let reply: Vec<String> = self
             .fenced(&self.scripts.retry)
             .arg(now_ms)
@@ -395,9 +244,12 @@ impl Store {
             .await
             .map_err(StoreError::from_script)?;
         Ok(match reply.as_slice() {
-            [status] if status == "queued" => Ok(()),
-            [status] if status == "unknown_job" => Err("unknown".to_string()),
-            [_, state] => Err(state.clone()),
+            [status] if status == "queued" => Retried::Queued,
+            [status] if status == "unknown_job" => Retried::Unknown,
+            [status, state] if status == "not_retryable" => match JobState::parse(state) {
+                Some(state) => Retried::NotRetryable(state),
+                None => return Err(reply_error("retry", "unknown job state")),
+            },
             _ => return Err(reply_error("retry", "unexpected reply shape")),
         })
     }
@@ -405,7 +257,8 @@ impl Store {
     /// Up to `limit` job ids in `state` (any state when `None`): from the
     /// index that holds them where there is one (queue, leases, dead
     /// letters), else by scanning the job keys.
-    pub async fn job_ids(&self, state: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+    pub async fn job_ids(&self, state: Option<JobState>, limit: usize) -> StoreResult<Vec<String>> {
+        let state = state.map(JobState::as_str);
         let mut conn = self.conn.clone();
         let stop = limit.max(1) as isize - 1;
         let from_index = |ids: Vec<String>| ids.into_iter().take(limit).collect::<Vec<_>>();
@@ -540,7 +393,7 @@ impl Store {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
-        crate::metrics::redis_call("enqueue", began.elapsed());
+        crate::telemetry::metrics::redis_call("enqueue", began.elapsed());
         let depth = reply
             .pop()
             .and_then(|d| d.parse().ok())
@@ -572,7 +425,7 @@ impl Store {
             .arg(offset)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        crate::metrics::redis_call("peek", began.elapsed());
+        crate::telemetry::metrics::redis_call("peek", began.elapsed());
         if !reply.len().is_multiple_of(7) {
             return Err(reply_error("peek", "7 fields per job expected"));
         }
@@ -606,7 +459,7 @@ impl Store {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
-        crate::metrics::redis_call("assign", began.elapsed());
+        crate::telemetry::metrics::redis_call("assign", began.elapsed());
         if reply.len() != placements.len() {
             return Err(reply_error("assign", "one outcome per placement expected"));
         }
@@ -640,7 +493,7 @@ impl Store {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::from_script)?;
-        crate::metrics::redis_call("events", began.elapsed());
+        crate::telemetry::metrics::redis_call("events", began.elapsed());
         if reply.len() != batch.events {
             return Err(reply_error("events", "one reply per event expected"));
         }
@@ -654,7 +507,7 @@ impl Store {
     }
 
     /// Queued (not parked) jobs per priority class, highest first.
-    pub async fn queue_by_priority(&self) -> StoreResult<Vec<(&'static str, u64)>> {
+    pub async fn queue_by_priority(&self) -> StoreResult<Vec<(Priority, u64)>> {
         // Scores are (3 − rank) · 2⁴⁴ + arrival: one band per class.
         const SPAN: u64 = 1 << 44;
         let mut pipe = redis::pipe();
@@ -663,10 +516,7 @@ impl Store {
             pipe.zcount(self.keys.queue(), low, format!("({}", low + SPAN));
         }
         let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(["urgent", "high", "normal", "low"]
-            .into_iter()
-            .zip(counts)
-            .collect())
+        Ok(Priority::ALL.into_iter().rev().zip(counts).collect())
     }
 
     /// Queued jobs, parked ones included.
@@ -679,8 +529,8 @@ impl Store {
         Ok(queued + parked)
     }
 
-    /// Every registered agent, as the directory keeps it.
-    pub async fn load_agents(&self) -> StoreResult<Vec<AgentView>> {
+    /// Every registered agent.
+    pub async fn load_agents(&self) -> StoreResult<Vec<AgentRecord>> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn.smembers(self.keys.agents()).await?;
         let mut agents = Vec::with_capacity(ids.len());
@@ -694,30 +544,11 @@ impl Store {
             }
             let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
             for (id, f) in chunk.iter().zip(flat.chunks_exact(4)) {
-                let h: HashMap<String, String> = redis::from_redis_value(f[0].clone())?;
-                if h.is_empty() {
-                    continue;
-                }
+                let hash: HashMap<String, String> = redis::from_redis_value(f[0].clone())?;
                 let leases: u32 = redis::from_redis_value(f[1].clone())?;
                 let gpus: HashMap<u32, String> = redis::from_redis_value(f[2].clone())?;
                 let perf: HashMap<String, String> = redis::from_redis_value(f[3].clone())?;
-                let num = |f: &str| h.get(f).and_then(|v| v.parse().ok()).unwrap_or(0);
-                let capabilities: Capabilities = h
-                    .get("caps")
-                    .and_then(|c| serde_json::from_str(c).ok())
-                    .unwrap_or_default();
-                let mut view =
-                    AgentView::new(id, num("slots") as u32, capabilities, num("last_seen"));
-                view.prefetch = num("prefetch") as u32;
-                view.leases = leases;
-                view.succeeded = num("succeeded");
-                view.failed = num("failed");
-                view.alive = h.get("state").map(String::as_str) == Some("alive");
-                view.draining = h.get("draining").map(String::as_str) == Some("1");
-                view.stopping = h.get("stopping").map(String::as_str) == Some("1");
-                view.gpu_jobs = gpus;
-                view.perf = parse_perf(&perf);
-                agents.push(view);
+                agents.extend(AgentRecord::decode(id, &hash, leases, gpus, &perf));
             }
         }
         Ok(agents)
@@ -836,9 +667,9 @@ impl Store {
     }
 
     /// One job's hash, or `None` if no such job.
-    pub async fn job(&self, id: &str) -> StoreResult<Option<HashMap<String, String>>> {
+    pub async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
         let h: HashMap<String, String> = self.conn.clone().hgetall(self.keys.job(id)).await?;
-        Ok((!h.is_empty()).then_some(h))
+        Ok(JobRecord::decode(&h))
     }
 
     /// The fleet-wide counters and the sizes of the queue, the parked
@@ -886,28 +717,6 @@ impl EventArgs {
     pub fn is_empty(&self) -> bool {
         self.events == 0
     }
-}
-
-/// Reads a `P:agent:<id>:perf` hash: `<kind>|ms`, `<kind>|ok`, `<kind>|n`.
-fn parse_perf(row: &HashMap<String, String>) -> HashMap<String, Perf> {
-    let mut out: HashMap<String, Perf> = HashMap::new();
-    for (field, value) in row {
-        let (Some((kind, what)), Ok(v)) = (field.rsplit_once('|'), value.parse::<f64>()) else {
-            continue;
-        };
-        let p = out.entry(kind.to_string()).or_insert(Perf {
-            ms: 0.0,
-            ok: 1.0,
-            n: 0,
-        });
-        match what {
-            "ms" => p.ms = v,
-            "ok" => p.ok = v,
-            "n" => p.n = v as u64,
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Device indices as the scripts take them: "0,2", or "" for none.

@@ -92,9 +92,9 @@ pub fn rejected(kind: &'static str, reason: &str) {
 }
 
 /// Sets the fleet gauges from a fresh stats document.
-pub fn fleet_gauges(doc: &crate::stats::StatsDocument) {
+pub fn fleet_gauges(doc: &fleet_protocol::api::StatsDocument) {
     for (priority, n) in &doc.queued_by_priority {
-        metrics::gauge!("fleet_queue_depth", "priority" => *priority).set(*n as f64);
+        metrics::gauge!("fleet_queue_depth", "priority" => priority.as_str()).set(*n as f64);
     }
     metrics::gauge!("fleet_jobs_unschedulable").set(doc.unschedulable_jobs as f64);
     metrics::gauge!("fleet_leases").set(doc.assigned_jobs as f64);

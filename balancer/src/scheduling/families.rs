@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use crate::store::QueuedJob;
+use crate::state::QueuedJob;
 
 /// Substring → family, checked in order (more specific first).
 const KNOWN_FAMILIES: &[(&str, &str)] = &[

@@ -13,12 +13,13 @@ use fleet_protocol::{time::now_ms, ControlMessage};
 use tokio::sync::Notify;
 
 use crate::control;
-use crate::directory::Directory;
-use crate::rate::{Activity, Failure};
+use crate::events::watch::Watch;
 use crate::results;
-use crate::store::{Expired, Store, StoreError};
-use crate::watch::Watch;
+use crate::scheduling::directory::Directory;
+use crate::state::{Expired, Store, StoreError};
+use crate::telemetry::rate::Activity;
 use crate::Config;
+use fleet_protocol::api::Failure;
 
 /// Most agents and leases handled per script call.
 const LIMIT: usize = 1_000;
@@ -141,8 +142,8 @@ async fn handle(
         } => {
             tracing::info!(job_id = %job_id, agent_id = %agent_id, %error, "lease expired; job re-queued");
             failed(&job_id, &agent_id, Some(error));
-            crate::metrics::jobs("failed_attempt", 1);
-            crate::metrics::jobs("retried", 1);
+            crate::telemetry::metrics::jobs("failed_attempt", 1);
+            crate::telemetry::metrics::jobs("retried", 1);
             directory.released(&agent_id, &job_id, false);
             directory.mark_suspect(&agent_id);
         }
@@ -152,8 +153,8 @@ async fn handle(
             history,
         } => {
             tracing::warn!(job_id = %job_id, agent_id = %agent_id, "lease expired on the last attempt; job dead-lettered");
-            crate::metrics::jobs("failed_attempt", 1);
-            crate::metrics::jobs("dead", 1);
+            crate::telemetry::metrics::jobs("failed_attempt", 1);
+            crate::telemetry::metrics::jobs("dead", 1);
             directory.released(&agent_id, &job_id, false);
             directory.mark_suspect(&agent_id);
             let result = results::dead(&job_id, &history, now_ms());
@@ -166,7 +167,7 @@ async fn handle(
             history,
         } => {
             tracing::warn!(job_id = %job_id, %error, "job dead-lettered: unschedulable too long");
-            crate::metrics::jobs("dead", 1);
+            crate::telemetry::metrics::jobs("dead", 1);
             let mut result = results::dead(&job_id, &history, now_ms());
             result.error = Some(error);
             results::publish_reliably(js, &result).await;

@@ -3,125 +3,36 @@
 //! Everything in it is read from Redis, so a restarted balancer, or a
 //! second one, reports the same totals.
 
-use serde::Serialize;
-
 use std::collections::HashMap;
 
-use fleet_protocol::GpuInfo;
+use fleet_protocol::api::{AgentStats, JobsByState, StatsDocument};
 
-use crate::directory::{AgentView, Directory};
-use crate::policy::{score, Weights};
-use crate::rate::{Activity, Percentiles};
-use crate::store::{Store, StoreResult};
+use crate::scheduling::directory::{AgentView, Directory};
+use crate::scheduling::policy::{score, Weights};
+use crate::state::{Store, StoreResult};
+use crate::telemetry::rate::Activity;
 
-/// The fleet-wide document. Field names are a contract (DESIGN.md).
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsDocument {
-    pub total_agents: usize,
-    pub healthy_agents: usize,
-    pub total_capacity: u64,
-    pub current_load: u64,
-    pub utilization: f64,
-    /// Queued jobs, unschedulable ones included.
-    pub queued_jobs: u64,
-    /// Queued jobs no live agent can run (each has its reason).
-    pub unschedulable_jobs: u64,
-    pub assigned_jobs: u64,
-    pub dead_letters: u64,
-    pub total_jobs_retried: i64,
-    pub total_jobs_submitted: i64,
-    pub total_jobs_assigned: i64,
-    pub total_jobs_succeeded: i64,
-    pub total_jobs_dead: i64,
-    pub total_jobs_cancelled: i64,
-    pub total_jobs_rejected: i64,
-    pub total_failed_attempts: i64,
-    pub total_duplicate_submissions: i64,
-    pub total_stale_events: i64,
-    pub total_bad_events: i64,
-    /// Jobs ending per second over about the last minute (as counted by
-    /// the leader; a standby reports 0).
-    pub completions_per_s: f64,
-    /// Seconds until the queue drains at that pace; null when nothing ends.
-    pub queue_drain_eta_s: Option<f64>,
-    /// Jobs succeeded per second over about the last 1 and 5 minutes
-    /// (moving averages).
-    pub throughput_1m: f64,
-    pub throughput_5m: f64,
-    /// Queue wait and run time of jobs succeeded in the last 5 minutes
-    /// (ms; null when none).
-    pub queue_wait_ms: Option<Percentiles>,
-    pub run_ms: Option<Percentiles>,
-    /// Jobs in each state now (succeeded, dead and cancelled: totals).
-    pub jobs_by_state: JobsByState,
-    /// Queued jobs (not parked) per priority class.
-    pub queued_by_priority: Vec<(&'static str, u64)>,
-    pub agents: Vec<AgentStats>,
-}
-
-/// Jobs per state.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobsByState {
-    pub queued: u64,
-    pub leased: u64,
-    pub succeeded: i64,
-    pub dead: u64,
-    pub cancelled: i64,
-}
-
-impl StatsDocument {
-    /// Fills in everything the leader's recent activity tells.
-    pub fn set_activity(&mut self, activity: &Activity, now_ms: u64) {
-        self.set_throughput(activity.finished.per_second(now_ms));
-        self.set_recent(activity, now_ms);
+/// Fills in everything the leader's recent activity tells: throughput,
+/// the drain estimate, the windowed throughput and percentiles.
+pub(crate) fn add_activity(doc: &mut StatsDocument, activity: &Activity, now_ms: u64) {
+    doc.set_throughput(activity.finished.per_second(now_ms));
+    doc.throughput_1m = activity.succeeded_1m.per_second(now_ms);
+    doc.throughput_5m = activity.succeeded_5m.per_second(now_ms);
+    if let Some((wait, run)) = activity.recent.percentiles(now_ms) {
+        doc.queue_wait_ms = Some(wait);
+        doc.run_ms = Some(run);
     }
-
-    /// Fills in the windowed throughput and percentiles.
-    fn set_recent(&mut self, activity: &Activity, now_ms: u64) {
-        self.throughput_1m = activity.succeeded_1m.per_second(now_ms);
-        self.throughput_5m = activity.succeeded_5m.per_second(now_ms);
-        if let Some((wait, run)) = activity.recent.percentiles(now_ms) {
-            self.queue_wait_ms = Some(wait);
-            self.run_ms = Some(run);
-        }
-    }
-
-    /// Fills in the throughput and the drain estimate it implies.
-    pub fn set_throughput(&mut self, per_second: f64) {
-        self.completions_per_s = per_second;
-        self.queue_drain_eta_s = (per_second > 0.01).then(|| self.queued_jobs as f64 / per_second);
-    }
-}
-
-/// One agent's line in the document.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentStats {
-    pub agent_id: String,
-    pub current_jobs: u32,
-    pub max_jobs: u32,
-    pub load_percent: f64,
-    pub success_rate: f64,
-    pub score: f64,
-    pub is_healthy: bool,
-    pub draining: bool,
-    /// Shutting down: finishing what it holds, taking nothing new.
-    pub stopping: bool,
-    pub gpus: Vec<GpuInfo>,
-    pub gpus_in_use: usize,
-    pub temperature_c: Option<f32>,
-    pub kinds: Vec<String>,
-    pub tags: Vec<String>,
 }
 
 /// Reads the document: everything from Redis but the GPU temperatures,
 /// which only the leader's directory holds (from heartbeats).
-pub async fn collect(
+pub(crate) async fn collect(
     store: &Store,
     directory: &Directory,
     now_ms: u64,
 ) -> StoreResult<StatsDocument> {
     let totals = store.counters().await?;
-    let agents = store.load_agents().await?;
+    let agents = store.load_agents().await?.into_iter().map(AgentView::from);
     let live: HashMap<String, AgentView> = directory
         .snapshot()
         .into_iter()
@@ -129,7 +40,7 @@ pub async fn collect(
         .collect();
     let counter = |name: &str| totals.counters.get(name).copied().unwrap_or(0);
 
-    let mut doc_agents = Vec::with_capacity(agents.len());
+    let mut doc_agents = Vec::new();
     let (mut healthy_agents, mut capacity, mut load, mut healthy_load) = (0, 0u64, 0u64, 0u64);
     for mut view in agents {
         if let Some(l) = live.get(&view.id) {

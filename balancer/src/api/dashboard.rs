@@ -10,53 +10,49 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Html;
+use fleet_protocol::api::{DeadSummary, Snapshot};
 use fleet_protocol::time::now_ms;
 use futures::Stream;
-use serde_json::{json, Value};
 
-use crate::http::AppState;
-use crate::stats;
+use super::app_state::AppState;
+use super::stats;
 
 const PAGE: &str = include_str!("dashboard/index.html");
 const PERIOD: Duration = Duration::from_secs(1);
 const RECENT_DEAD: usize = 10;
 
-pub async fn page() -> Html<&'static str> {
+pub(crate) async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
 /// One snapshot, or `None` while Redis cannot be read.
-async fn snapshot(state: &AppState) -> Option<Value> {
+async fn snapshot(state: &AppState) -> Option<Snapshot> {
     let now = now_ms();
     let mut doc = stats::collect(&state.store, &state.directory, now)
         .await
         .ok()?;
-    doc.set_activity(&state.activity, now);
+    stats::add_activity(&mut doc, &state.activity, now);
     let mut dead = Vec::new();
     for id in state.store.dead_letters(RECENT_DEAD).await.ok()? {
         if let Ok(Some(job)) = state.store.job(&id).await {
-            let attempts = job
-                .get("history")
-                .and_then(|h| serde_json::from_str::<Vec<Value>>(h).ok())
-                .map_or(0, |h| h.len());
-            dead.push(json!({
-                "id": id,
-                "kind": job.get("kind"),
-                "error": job.get("error"),
-                "attempts": attempts,
-            }));
+            dead.push(DeadSummary {
+                id,
+                kind: job.kind,
+                error: job.error,
+                attempts: job.history.len(),
+            });
         }
     }
-    Some(json!({
-        "at_ms": now,
-        "stats": doc,
-        "queue_by_priority": doc.queued_by_priority,
-        "dead": dead,
-        "failures": state.activity.failures(),
-    }))
+    Some(Snapshot {
+        at_ms: now,
+        queue_by_priority: doc.queued_by_priority.clone(),
+        stats: doc,
+        dead,
+        failures: state.activity.failures(),
+    })
 }
 
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let ticks = futures::stream::unfold((state, true), |(state, first)| async move {
@@ -64,7 +60,10 @@ pub async fn stream(
             tokio::time::sleep(PERIOD).await;
         }
         let event = match snapshot(&state).await {
-            Some(s) => Event::default().event("snapshot").data(s.to_string()),
+            Some(s) => match serde_json::to_string(&s) {
+                Ok(text) => Event::default().event("snapshot").data(text),
+                Err(e) => Event::default().comment(format!("cannot encode the snapshot: {e}")),
+            },
             None => Event::default().comment("redis unreachable"),
         };
         Some((Ok(event), (state, false)))

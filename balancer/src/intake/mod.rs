@@ -20,14 +20,14 @@ use async_nats::jetstream;
 use fleet_protocol::{streams, subjects, time::now_ms, InvalidJob, JobSpec, Rejection, ValidJob};
 use tokio::sync::Notify;
 
-use crate::analysis::FamilyTable;
-use crate::backlog::Backlog;
-use crate::directory::Directory;
-use crate::durable::{self, BatchHandler};
-use crate::placement::{Placement, Round};
-use crate::policy::Policy;
-use crate::scheduler::{lease_deadlines, send_leases};
-use crate::store::{Enqueued, QueuedJob, Store};
+use crate::consumer::{self, BatchHandler};
+use crate::scheduling::backlog::Backlog;
+use crate::scheduling::directory::Directory;
+use crate::scheduling::dispatch::{lease_deadlines, send_leases};
+use crate::scheduling::families::FamilyTable;
+use crate::scheduling::placement::Round;
+use crate::scheduling::policy::Policy;
+use crate::state::{Enqueued, Placement, QueuedJob, Store};
 use crate::Config;
 
 const DURABLE: &str = "fleet-balancer-jobs";
@@ -55,7 +55,7 @@ pub async fn run(
         wake,
         config,
     };
-    durable::consume(js, streams::JOBS, DURABLE, handler).await
+    consumer::consume(js, streams::JOBS, DURABLE, handler).await
 }
 
 struct Intake {
@@ -84,7 +84,7 @@ impl BatchHandler for Intake {
         for message in batch {
             if let Ok(info) = message.info() {
                 let stored_us = (info.published.unix_timestamp_nanos() / 1000) as u64;
-                crate::metrics::intake_lag(arrived_us.saturating_sub(stored_us));
+                crate::telemetry::metrics::intake_lag(arrived_us.saturating_sub(stored_us));
             }
             let fallback_id = fallback_id(&message);
             match JobSpec::decode(&message.payload).and_then(|mut spec| {
@@ -119,7 +119,7 @@ impl BatchHandler for Intake {
             Err(e) => {
                 tracing::error!(error = %e, jobs = jobs.len(), "admitting jobs failed; submissions will be redelivered");
                 for m in &accepted {
-                    durable::retry_later(m).await;
+                    consumer::retry_later(m).await;
                 }
                 return;
             }
@@ -154,12 +154,12 @@ impl BatchHandler for Intake {
                     tracing::info!(job_id = %job.id, "duplicate submission ignored")
                 }
             }
-            durable::ack(message).await;
+            consumer::ack(message).await;
         }
-        crate::metrics::jobs("submitted", queued + leased);
-        crate::metrics::jobs("assigned", leased);
-        crate::metrics::jobs("leased_at_intake", leased);
-        crate::metrics::jobs("duplicate", duplicates);
+        crate::telemetry::metrics::jobs("submitted", queued + leased);
+        crate::telemetry::metrics::jobs("assigned", leased);
+        crate::telemetry::metrics::jobs("leased_at_intake", leased);
+        crate::telemetry::metrics::jobs("duplicate", duplicates);
         if queued > 0 {
             self.backlog.mark_waiting();
             self.wake.notify_one();
@@ -207,14 +207,14 @@ impl Intake {
                 });
             }
         }
-        crate::metrics::decisions(build_time, &place_times);
+        crate::telemetry::metrics::decisions(build_time, &place_times);
         placed
     }
 
     /// Refuses one submission: logged, counted, announced, dropped.
     async fn reject(&self, message: &jetstream::Message, error: InvalidJob) {
         let job_id = claimed_id(message);
-        crate::metrics::rejected("submission", error.reason());
+        crate::telemetry::metrics::rejected("submission", error.reason());
         tracing::warn!(job_id = job_id.as_deref().unwrap_or("-"), reason = error.reason(), %error, "submission rejected");
         let rejection = Rejection {
             job_id,
@@ -234,7 +234,7 @@ impl Intake {
                 tracing::warn!(error = %e, "cannot count rejection");
             }
         }
-        durable::discard(message).await;
+        consumer::discard(message).await;
     }
 
     /// Backpressure: while the queue is over its bound, stop pulling, so

@@ -26,8 +26,8 @@ impl Policy for Fastest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::Perf;
-    use crate::policy::testing::{agent, context, job, one_slot_each};
+    use crate::scheduling::policy::testing::{agent, context, job, one_slot_each};
+    use crate::state::Perf;
 
     #[test]
     fn picks_the_fastest_measured_and_tries_the_unmeasured() {

@@ -8,7 +8,7 @@
 use fleet_protocol::gpus_wanted;
 
 use super::{best_by, Feasible, JobContext, Policy};
-use crate::directory::AgentView;
+use crate::scheduling::directory::AgentView;
 
 /// Weights of the composite score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -187,10 +187,10 @@ impl Policy for Composite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::Perf;
-    use crate::policy::testing::{agent, feasible, job};
+    use crate::scheduling::policy::testing::{agent, feasible, job};
+    use crate::state::Perf;
 
-    fn ctx<'a>(job: &'a crate::store::QueuedJob, family: Option<&'a str>) -> JobContext<'a> {
+    fn ctx<'a>(job: &'a crate::state::QueuedJob, family: Option<&'a str>) -> JobContext<'a> {
         JobContext {
             job,
             family,
@@ -285,7 +285,7 @@ mod tests {
             a
         };
         let agents = [with_gpu("a-slow", 150.0), with_gpu("b-fast", 600.0)];
-        let gpu_job = crate::store::QueuedJob {
+        let gpu_job = crate::state::QueuedJob {
             requires: fleet_protocol::Requirements {
                 gpus: Some(1),
                 ..Default::default()
