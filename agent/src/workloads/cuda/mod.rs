@@ -56,7 +56,9 @@ pub fn run(
         vector_add::KIND => vector_add::run_json(index, args),
         saxpy::KIND => saxpy::run_json(index, args),
         reduce::KIND => reduce::run_json(index, args),
-        matmul::KIND if !crate::gpu::cublas_present() => Err("cuBLAS is not installed on this agent".into()),
+        matmul::KIND if !crate::gpu::cublas_present() => {
+            Err("cuBLAS is not installed on this agent".into())
+        }
         matmul::KIND => matmul::run_json(index, args),
         kernel::KIND => kernel::run_json(index, args),
         other => Err(format!("unknown CUDA kind {other:?}")),
