@@ -11,8 +11,9 @@ mod commands;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use commands::lifecycle::Action;
 use fleet_client::NatsOptions;
-use fleet_protocol::defaults;
+use fleet_protocol::{defaults, JobState};
 
 /// The `--help` heading of the flags that say how to reach the balancer,
 /// listed after the command's own options.
@@ -71,8 +72,8 @@ pub enum Command {
     /// List jobs, optionally in one state.
     Jobs {
         /// queued, assigned, running, succeeded, dead or cancelled.
-        #[arg(long)]
-        state: Option<String>,
+        #[arg(long, value_parser = parse_state)]
+        state: Option<JobState>,
         /// How many to list.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -111,6 +112,13 @@ pub enum Command {
     },
 }
 
+/// `--state`, checked before anything is asked of the balancer.
+fn parse_state(s: &str) -> Result<JobState, String> {
+    JobState::parse(s).ok_or_else(|| {
+        format!("unknown state {s:?}: queued, assigned, running, succeeded, dead or cancelled")
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -120,9 +128,9 @@ async fn main() {
         Command::Wait { id, timeout } => commands::wait::run(&cli, id, *timeout).await,
         Command::Job { id } => commands::job::run(&cli, id).await,
         Command::Stats { watch, interval } => commands::stats::run(&cli, *watch, *interval).await,
-        Command::Jobs { state, limit } => commands::job::list(&cli, state.as_deref(), *limit).await,
-        Command::Cancel { id } => commands::lifecycle::run(&cli, id, "cancel").await,
-        Command::Retry { id } => commands::lifecycle::run(&cli, id, "retry").await,
+        Command::Jobs { state, limit } => commands::job::list(&cli, *state, *limit).await,
+        Command::Cancel { id } => commands::lifecycle::run(&cli, id, Action::Cancel).await,
+        Command::Retry { id } => commands::lifecycle::run(&cli, id, Action::Retry).await,
         Command::Dead { limit } => commands::dead::run(&cli, *limit).await,
         Command::Audit => commands::audit::run(&cli).await,
         Command::Agents => commands::agents::run(&cli).await,

@@ -5,7 +5,8 @@
 //! decodes them: `serde_json::from_slice`), and `JobResult` (as the
 //! producer client decodes it).
 //!
-//! Invariant 6 of DESIGN.md: bad input gets a clear error, never a panic.
+//! The last invariant of docs/ARCHITECTURE.md: bad input gets a clear
+//! error, never a panic.
 //! So for each decoder, with thousands of generated cases:
 //! - arbitrary bytes (and, for events, arbitrary subjects) never panic;
 //!   they give a typed error or a value, and a value obeys what the

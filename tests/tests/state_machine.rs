@@ -16,7 +16,7 @@
 //!
 //! After every operation the test reads the whole state back from Redis
 //! and checks:
-//! - the invariants of DESIGN.md, straight on the Redis state (see
+//! - the invariants of docs/ARCHITECTURE.md, straight on the Redis state (see
 //!   [`check_invariants`]): each job in exactly one state and in exactly
 //!   the indexes that state implies; a lease held by exactly one live
 //!   agent, in that agent's job set and nowhere else; terminal jobs hold

@@ -1,57 +1,45 @@
 //! `fleetctl agents`, `fleetctl drain ID`, `fleetctl undrain ID`.
 
-use serde_json::Value;
+use fleet_protocol::api::{AgentList, AgentStats, DrainChanged};
 
 use crate::{balancer_api, Cli};
 
 pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
-    let doc = balancer_api::get(&cli.balancer_url, "/api/agents").await?;
     if cli.json {
-        println!("{doc}");
+        println!(
+            "{}",
+            balancer_api::get_raw(&cli.balancer_url, "/api/agents").await?
+        );
         return Ok(0);
     }
+    let doc: AgentList = balancer_api::get(&cli.balancer_url, "/api/agents").await?;
     println!(
         "{:<24} {:<9} {:>6} {:>7} {:>6} {:>5}  GPUS",
         "AGENT", "STATE", "JOBS", "SUCCESS", "SCORE", "TEMP"
     );
-    for a in doc["agents"].as_array().cloned().unwrap_or_default() {
-        let state = match (
-            a["is_healthy"].as_bool(),
-            a["stopping"].as_bool(),
-            a["draining"].as_bool(),
-        ) {
-            (Some(true), Some(true), _) => "stopping",
-            (Some(true), _, Some(true)) => "draining",
-            (Some(true), _, _) => "healthy",
-            _ => "down",
-        };
-        let gpus: Vec<String> = a["gpus"]
-            .as_array()
+    for a in &doc.agents {
+        let gpus: Vec<String> = a
+            .gpus
+            .iter()
             .map(|g| {
-                g.iter()
-                    .map(|g| {
-                        format!(
-                            "{}:{}",
-                            g["name"].as_str().unwrap_or("?"),
-                            fleet_protocol::capabilities::format_mb(
-                                g["memory_mb"].as_u64().unwrap_or(0)
-                            )
-                        )
-                    })
-                    .collect()
+                format!(
+                    "{}:{}",
+                    g.name,
+                    fleet_protocol::capabilities::format_mb(g.memory_mb)
+                )
             })
-            .unwrap_or_default();
+            .collect();
         println!(
             "{:<24} {:<9} {:>6} {:>7.3} {:>6.3} {:>5}  {}",
-            a["agent_id"].as_str().unwrap_or("?"),
-            state,
-            format!("{}/{}", a["current_jobs"], a["max_jobs"]),
-            a["success_rate"].as_f64().unwrap_or(0.0),
-            a["score"].as_f64().unwrap_or(0.0),
-            match &a["temperature_c"] {
-                Value::Number(t) => format!("{t}"),
-                _ => "-".into(),
-            },
+            a.agent_id,
+            state(a),
+            format!("{}/{}", a.current_jobs, a.max_jobs),
+            a.success_rate,
+            a.score,
+            // As the balancer wrote it (`45.0`), not as f32 prints (`45`).
+            a.temperature_c
+                .and_then(|t| serde_json::to_string(&t).ok())
+                .unwrap_or_else(|| "-".into()),
             if gpus.is_empty() {
                 "-".to_string()
             } else {
@@ -62,10 +50,20 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The one word the table shows for an agent.
+fn state(a: &AgentStats) -> &'static str {
+    match (a.is_healthy, a.stopping, a.draining) {
+        (true, true, _) => "stopping",
+        (true, _, true) => "draining",
+        (true, _, _) => "healthy",
+        _ => "down",
+    }
+}
+
 pub async fn drain(cli: &Cli, id: &str, draining: bool) -> anyhow::Result<i32> {
     fleet_protocol::is_valid_token(id)?;
     let action = if draining { "drain" } else { "undrain" };
-    let reply = balancer_api::post(
+    let (reply, changed): (_, DrainChanged) = balancer_api::post(
         &cli.balancer_url,
         cli.admin_token.as_deref(),
         &format!("/api/agents/{id}/{action}"),
@@ -73,7 +71,7 @@ pub async fn drain(cli: &Cli, id: &str, draining: bool) -> anyhow::Result<i32> {
     .await?;
     if cli.json {
         println!("{reply}");
-    } else if draining {
+    } else if changed.draining {
         println!("{id}: draining (running jobs finish; no new ones)");
     } else {
         println!("{id}: taking jobs again");

@@ -3,38 +3,41 @@
 //! bounds, no lease without a live job, no agent over capacity). Exits 1
 //! with the offending ids on any breach.
 
+use fleet_protocol::api::AuditReport;
+
 use crate::{balancer_api, Cli};
 
+const AUDIT: &str = "/api/admin/audit";
+
 pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
-    let report = balancer_api::get(&cli.balancer_url, "/api/admin/audit").await?;
-    let ok = report["ok"].as_bool().unwrap_or(false);
     if cli.json {
+        let report = balancer_api::get_raw(&cli.balancer_url, AUDIT).await?;
         println!("{report}");
-    } else {
-        println!(
-            "audited {} jobs and {} agents: {}",
-            report["jobs"],
-            report["agents"],
-            if ok {
-                "all invariants hold"
-            } else {
-                "BREACHES FOUND"
-            }
-        );
-        if let Some(states) = report["by_state"].as_object() {
-            let mut states: Vec<_> = states.iter().collect();
-            states.sort_by(|a, b| a.0.cmp(b.0));
-            for (state, n) in states {
-                println!("  {state:<10} {n}");
-            }
-        }
-        for b in report["breaches"].as_array().cloned().unwrap_or_default() {
-            println!(
-                "  {}: {}",
-                b["id"].as_str().unwrap_or("?"),
-                b["problem"].as_str().unwrap_or("?")
-            );
-        }
+        let ok = serde_json::from_value::<AuditReport>(report).map(|r| r.ok);
+        return Ok(if ok.unwrap_or(false) { 0 } else { 1 });
     }
-    Ok(if ok { 0 } else { 1 })
+    let report: AuditReport = balancer_api::get(&cli.balancer_url, AUDIT).await?;
+    println!(
+        "audited {} jobs and {} agents: {}",
+        report.jobs,
+        report.agents,
+        if report.ok {
+            "all invariants hold"
+        } else {
+            "BREACHES FOUND"
+        }
+    );
+    let mut states: Vec<_> = report
+        .by_state
+        .iter()
+        .map(|(state, n)| (state.as_str(), n))
+        .collect();
+    states.sort();
+    for (state, n) in states {
+        println!("  {state:<10} {n}");
+    }
+    for b in &report.breaches {
+        println!("  {}: {}", b.id, b.problem);
+    }
+    Ok(if report.ok { 0 } else { 1 })
 }

@@ -1,26 +1,28 @@
 //! `fleetctl dead`: the dead letters, with each job's last error.
 
+use fleet_protocol::api::DeadLetters;
+
 use crate::{balancer_api, Cli};
 
 pub async fn run(cli: &Cli, limit: usize) -> anyhow::Result<i32> {
-    let doc = balancer_api::get(&cli.balancer_url, &format!("/api/dead?limit={limit}")).await?;
+    let path = format!("/api/dead?limit={limit}");
     if cli.json {
-        println!("{doc}");
+        println!("{}", balancer_api::get_raw(&cli.balancer_url, &path).await?);
         return Ok(0);
     }
-    let jobs = doc["dead"].as_array().cloned().unwrap_or_default();
-    if jobs.is_empty() {
+    let doc: DeadLetters = balancer_api::get(&cli.balancer_url, &path).await?;
+    if doc.dead.is_empty() {
         println!("no dead letters");
         return Ok(0);
     }
     println!("{:<28} {:<16} {:>8}  last error", "JOB", "KIND", "ATTEMPTS");
-    for job in jobs {
+    for job in &doc.dead {
         println!(
             "{:<28} {:<16} {:>8}  {}",
-            job["id"].as_str().unwrap_or("?"),
-            job["kind"].as_str().unwrap_or("?"),
-            job["attempts"].as_array().map(Vec::len).unwrap_or(0),
-            job["error"].as_str().unwrap_or("-")
+            job.id.as_deref().unwrap_or("?"),
+            job.kind.as_deref().unwrap_or("?"),
+            job.attempts.len(),
+            job.error.as_deref().unwrap_or("-")
         );
     }
     Ok(0)

@@ -1,91 +1,100 @@
-//! `fleetctl job ID`: one job's state, attempts and result.
+//! `fleetctl job ID` and `fleetctl jobs`: one job's state, attempts and
+//! result, or a list of jobs.
 
-use serde_json::Value;
+use std::fmt::Display;
+
+use fleet_protocol::api::{JobList, JobView};
+use fleet_protocol::JobState;
 
 use crate::{balancer_api, Cli};
 
 pub async fn run(cli: &Cli, id: &str) -> anyhow::Result<i32> {
     fleet_protocol::is_valid_token(id)?;
-    let job = balancer_api::get(&cli.balancer_url, &format!("/api/jobs/{id}")).await?;
+    let path = format!("/api/jobs/{id}");
     if cli.json {
-        println!("{job}");
+        println!("{}", balancer_api::get_raw(&cli.balancer_url, &path).await?);
         return Ok(0);
     }
-    let s = |k: &str| match &job[k] {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    println!("job       {}", s("id"));
-    println!("kind      {}", s("kind"));
-    println!("state     {}", s("state"));
+    let job: JobView = balancer_api::get(&cli.balancer_url, &path).await?;
+    println!("job       {}", or_dash(&job.id));
+    println!("kind      {}", or_dash(&job.kind));
+    println!("state     {}", or_dash(&job.state));
     println!(
         "priority  {} (submitted {})",
-        s("priority"),
-        s("submitted_priority")
+        or_dash(&job.priority),
+        or_dash(&job.submitted_priority)
     );
-    println!("attempt   {} of {}", s("attempt"), s("max_attempts"));
-    println!("agent     {}", s("agent_id"));
-    if let Some(reason) = job["unschedulable_reason"].as_str() {
+    println!(
+        "attempt   {} of {}",
+        or_dash(&job.attempt),
+        or_dash(&job.max_attempts)
+    );
+    println!("agent     {}", or_dash(&job.agent_id));
+    if let Some(reason) = &job.unschedulable_reason {
         println!("unschedulable: {reason}");
     }
-    if let Some(attempts) = job["attempts"].as_array() {
-        for a in attempts {
-            println!(
-                "  attempt {} on {}: {} in {} ms{}",
-                a["attempt"],
-                a["agent_id"].as_str().unwrap_or("?"),
-                a["outcome"].as_str().unwrap_or("?"),
-                a["duration_ms"],
-                a["error"]
-                    .as_str()
-                    .map(|e| format!(" — {e}"))
-                    .unwrap_or_default()
-            );
-        }
+    for a in &job.attempts {
+        println!(
+            "  attempt {} on {}: {} in {} ms{}",
+            a.attempt,
+            a.agent_id,
+            a.outcome,
+            a.duration_ms,
+            a.error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default()
+        );
     }
-    if !job["result"].is_null() {
-        println!("result    {}", job["result"]);
+    if let Some(result) = &job.result {
+        println!("result    {result}");
     }
-    if let Some(e) = job["error"].as_str() {
+    if let Some(e) = &job.error {
         println!("error     {e}");
     }
     Ok(0)
 }
 
+/// A field the balancer may not know yet, shown as `-` then.
+fn or_dash<T: Display>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
 /// `fleetctl jobs [--state S] [--limit N]`.
-pub async fn list(cli: &Cli, state: Option<&str>, limit: usize) -> anyhow::Result<i32> {
+pub async fn list(cli: &Cli, state: Option<JobState>, limit: usize) -> anyhow::Result<i32> {
     let mut path = format!("/api/jobs?limit={limit}");
     if let Some(s) = state {
         path.push_str(&format!("&state={s}"));
     }
-    let doc = balancer_api::get(&cli.balancer_url, &path).await?;
     if cli.json {
-        println!("{doc}");
+        println!("{}", balancer_api::get_raw(&cli.balancer_url, &path).await?);
         return Ok(0);
     }
-    let jobs = doc["jobs"].as_array().cloned().unwrap_or_default();
+    let doc: JobList = balancer_api::get(&cli.balancer_url, &path).await?;
     println!(
         "{:<28} {:<16} {:<10} {:<8} {:>7}  AGENT / ERROR",
         "JOB", "KIND", "STATE", "PRIORITY", "ATTEMPT"
     );
-    for j in &jobs {
-        let detail = j["error"]
-            .as_str()
-            .or_else(|| j["unschedulable_reason"].as_str())
-            .or_else(|| j["agent_id"].as_str())
+    for j in &doc.jobs {
+        let detail = j
+            .error
+            .as_deref()
+            .or(j.unschedulable_reason.as_deref())
+            .or(j.agent_id.as_deref())
             .unwrap_or("-");
         println!(
             "{:<28} {:<16} {:<10} {:<8} {:>7}  {}",
-            j["id"].as_str().unwrap_or("?"),
-            j["kind"].as_str().unwrap_or("?"),
-            j["state"].as_str().unwrap_or("?"),
-            j["priority"].as_str().unwrap_or("?"),
-            j["attempt"].as_u64().unwrap_or(0),
+            j.id.as_deref().unwrap_or("?"),
+            j.kind.as_deref().unwrap_or("?"),
+            j.state.map_or("?", JobState::as_str),
+            j.priority.map_or("?", |p| p.as_str()),
+            j.attempt.unwrap_or(0),
             detail
         );
     }
-    if jobs.is_empty() {
+    if doc.jobs.is_empty() {
         println!("no jobs");
     }
     Ok(0)

@@ -6,7 +6,6 @@ pub mod bench;
 pub mod dead;
 pub mod job;
 pub mod lifecycle;
-mod report;
 pub mod stats;
 pub mod submit;
 pub mod wait;

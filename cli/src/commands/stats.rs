@@ -2,16 +2,18 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use fleet_protocol::api::StatsDocument;
 
 use crate::{balancer_api, Cli};
 
+const STATS: &str = "/api/admin/load-balancer";
+
 pub async fn run(cli: &Cli, watch: bool, interval: Duration) -> anyhow::Result<i32> {
     loop {
-        let doc = balancer_api::get(&cli.balancer_url, "/api/admin/load-balancer").await?;
         if cli.json {
-            println!("{doc}");
+            println!("{}", balancer_api::get_raw(&cli.balancer_url, STATS).await?);
         } else {
+            let doc: StatsDocument = balancer_api::get(&cli.balancer_url, STATS).await?;
             if watch {
                 // Clear the screen and home the cursor: refresh in place.
                 print!("\x1b[2J\x1b[H");
@@ -25,62 +27,46 @@ pub async fn run(cli: &Cli, watch: bool, interval: Duration) -> anyhow::Result<i
     }
 }
 
-fn print_table(doc: &Value) {
-    let n = |k: &str| doc[k].as_f64().unwrap_or(0.0);
+fn print_table(doc: &StatsDocument) {
     println!(
         "agents     {} healthy of {}",
-        n("healthy_agents"),
-        n("total_agents")
+        doc.healthy_agents, doc.total_agents
     );
     println!(
         "load       {} of {} slots ({:.1}% utilization)",
-        n("current_load"),
-        n("total_capacity"),
-        n("utilization") * 100.0
+        doc.current_load,
+        doc.total_capacity,
+        doc.utilization * 100.0
     );
     println!(
         "jobs       {} queued, {} leased",
-        n("queued_jobs"),
-        n("assigned_jobs")
+        doc.queued_jobs, doc.assigned_jobs
     );
     println!(
         "totals     {} submitted, {} succeeded, {} dead, {} retried, {} rejected, {} duplicates",
-        n("total_jobs_submitted"),
-        n("total_jobs_succeeded"),
-        n("total_jobs_dead"),
-        n("total_jobs_retried"),
-        n("total_jobs_rejected"),
-        n("total_duplicate_submissions")
+        doc.total_jobs_submitted,
+        doc.total_jobs_succeeded,
+        doc.total_jobs_dead,
+        doc.total_jobs_retried,
+        doc.total_jobs_rejected,
+        doc.total_duplicate_submissions
     );
-    if let Some(agents) = doc["agents"].as_array() {
-        println!();
+    println!();
+    println!(
+        "{:<24} {:>7} {:>6} {:>7} {:>8} {:>6} {:>5}  kinds",
+        "AGENT", "HEALTHY", "JOBS", "LOAD%", "SUCCESS", "SCORE", "GPUS"
+    );
+    for a in &doc.agents {
         println!(
-            "{:<24} {:>7} {:>6} {:>7} {:>8} {:>6} {:>5}  kinds",
-            "AGENT", "HEALTHY", "JOBS", "LOAD%", "SUCCESS", "SCORE", "GPUS"
+            "{:<24} {:>7} {:>6} {:>7.1} {:>8.3} {:>6.3} {:>5}  {}",
+            a.agent_id,
+            if a.is_healthy { "yes" } else { "no" },
+            format!("{}/{}", a.current_jobs, a.max_jobs),
+            a.load_percent,
+            a.success_rate,
+            a.score,
+            a.gpus.len(),
+            a.kinds.join(",")
         );
-        for a in agents {
-            println!(
-                "{:<24} {:>7} {:>6} {:>7.1} {:>8.3} {:>6.3} {:>5}  {}",
-                a["agent_id"].as_str().unwrap_or("?"),
-                if a["is_healthy"].as_bool().unwrap_or(false) {
-                    "yes"
-                } else {
-                    "no"
-                },
-                format!("{}/{}", a["current_jobs"], a["max_jobs"]),
-                a["load_percent"].as_f64().unwrap_or(0.0),
-                a["success_rate"].as_f64().unwrap_or(0.0),
-                a["score"].as_f64().unwrap_or(0.0),
-                a["gpus"].as_array().map(Vec::len).unwrap_or(0),
-                a["kinds"]
-                    .as_array()
-                    .map(|k| k
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default()
-            );
-        }
     }
 }

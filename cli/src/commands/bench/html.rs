@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use super::summary::BenchReport;
 
 const W: f64 = 760.0;
 const H: f64 = 180.0;
@@ -55,8 +55,8 @@ fn bars(values: &[f64], labels: &[String], color: &str) -> String {
 }
 
 /// The report page.
-pub fn html(
-    doc: &Value,
+pub fn page(
+    report: &BenchReport,
     received_at: &HashMap<String, u64>,
     first_submit_ms: u64,
     e2e_ms: &[f64],
@@ -87,15 +87,12 @@ pub fn html(
     let bound_labels: Vec<String> = bounds.iter().map(|b| format!("≤{b:.0}ms")).collect();
 
     // Heat map of jobs per agent.
-    let mut agents: Vec<(String, f64)> = doc["per_agent"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
-                .collect()
-        })
-        .unwrap_or_default();
-    agents.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut agents: Vec<(&str, f64)> = report
+        .per_agent
+        .iter()
+        .map(|(id, n)| (id.as_str(), *n as f64))
+        .collect();
+    agents.sort_by(|a, b| a.0.cmp(b.0));
     let most = agents.iter().map(|a| a.1).fold(1.0, f64::max);
     let mut heat = String::from(r#"<div class="heat">"#);
     for (id, n) in &agents {
@@ -112,23 +109,14 @@ pub fn html(
     heat.push_str("</div>");
 
     let mut rows = String::new();
-    for key in super::bench::LATENCY_KEYS {
-        let s = &doc[key];
-        if s.is_null() {
-            continue;
-        }
-        let f = |q: &str| s[q].as_f64().map(|v| format!("{v:.1}")).unwrap_or_default();
+    for (key, s) in report.latencies() {
+        let Some(s) = s else { continue };
         let _ = write!(
             rows,
-            "<tr><td>{key}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            f("p50"),
-            f("p90"),
-            f("p99"),
-            f("p999"),
-            f("max")
+            "<tr><td>{key}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            s.p50, s.p90, s.p99, s.p999, s.max
         );
     }
-    let num = |k: &str| doc[k].to_string();
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>fleet bench</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}
@@ -141,19 +129,19 @@ td,th{{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:right}}td:fir
 <h2>End-to-end latency histogram</h2>{}
 <h2>Jobs per agent</h2>{heat}
 </body></html>"#,
-        num("jobs"),
-        num("succeeded"),
-        num("dead"),
-        num("lost"),
-        doc["duration_s"].as_f64().unwrap_or(0.0),
-        doc["jobs_per_s"].as_f64().unwrap_or(0.0),
-        doc["makespan_s"].as_f64().unwrap_or(0.0),
-        doc["utilization"]
-            .as_f64()
+        report.jobs,
+        report.succeeded,
+        report.dead,
+        report.lost,
+        report.duration_s,
+        report.jobs_per_s,
+        report.makespan_s,
+        report
+            .utilization
             .map(|u| format!("{:.1}%", u * 100.0))
             .unwrap_or_else(|| "-".into()),
-        num("agents_used"),
-        doc["load_cv"].as_f64().unwrap_or(0.0),
+        report.agents_used,
+        report.load_cv,
         bars(&per_second, &second_labels, "#2f81f7"),
         bars(&histogram, &bound_labels, "#3fb950"),
     )
