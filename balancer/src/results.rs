@@ -86,15 +86,8 @@ pub async fn publish_reliably(js: &jetstream::Context, result: &JobResult) {
     tracing::error!(job_id = %result.job_id, "result could not be published; it stays readable in Redis");
 }
 
-/// Decodes the attempt history a script returned (a JSON array).
-pub fn history(json: Option<&String>) -> Vec<AttemptRecord> {
-    json.and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default()
-}
-
 /// The record of a dead-lettered job, its error being its last attempt's.
-pub fn dead(job_id: &str, history_json: &str, now_ms: u64) -> JobResult {
-    let attempts = history(Some(&history_json.to_string()));
+pub fn dead(job_id: &str, attempts: Vec<AttemptRecord>, now_ms: u64) -> JobResult {
     JobResult {
         job_id: job_id.to_string(),
         state: JobState::Dead,

@@ -88,7 +88,7 @@ impl PartialEq<&str> for AttemptOutcome {
 }
 
 /// One attempt at running a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub agent_id: String,

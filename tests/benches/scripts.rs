@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fleet_balancer::state::Placement;
-use fleet_balancer::state::{Assigned, Enqueued, EventArgs, Lead, Store};
+use fleet_balancer::state::{Assigned, Enqueued, EventArgs, EventKind, EventReply, Lead, Store};
 use fleet_protocol::{JobSpec, Keys, ValidJob};
 use fleet_tests::RedisServer;
 use redis::aio::ConnectionManager;
@@ -164,7 +164,7 @@ async fn register(store: &Store, agents: &[String], slots: u32) -> anyhow::Resul
     let mut args = EventArgs::default();
     for agent in agents {
         args.push(
-            "register",
+            EventKind::Register,
             vec![
                 agent.clone(),
                 "incarnation-1".into(),
@@ -179,7 +179,7 @@ async fn register(store: &Store, agents: &[String], slots: u32) -> anyhow::Resul
         .await?;
     anyhow::ensure!(replies
         .iter()
-        .all(|r| r.first().map(String::as_str) == Some("ok")));
+        .all(|r| matches!(r, EventReply::Registered { .. })));
     Ok(())
 }
 
@@ -211,8 +211,7 @@ async fn events(store: &Store, args: &EventArgs, wanted: &[&str]) -> anyhow::Res
         .apply_events(args, now_ms(), BUFFER, HEARTBEAT_TIMEOUT)
         .await?;
     for r in &replies {
-        let status = r.first().map(String::as_str).unwrap_or("");
-        anyhow::ensure!(wanted.contains(&status), "event reply {r:?}");
+        anyhow::ensure!(wanted.contains(&r.status()), "event reply {r:?}");
     }
     Ok(())
 }
@@ -221,11 +220,14 @@ async fn events(store: &Store, args: &EventArgs, wanted: &[&str]) -> anyhow::Res
 fn start_and_complete(agent: &str, ids: &[String]) -> EventArgs {
     let mut args = EventArgs::default();
     for id in ids {
-        args.push("started", vec![agent.into(), id.clone(), "1".into()]);
+        args.push(
+            EventKind::Started,
+            vec![agent.into(), id.clone(), "1".into()],
+        );
     }
     for id in ids {
         args.push(
-            "completed",
+            EventKind::Completed,
             vec![
                 agent.into(),
                 id.clone(),
@@ -250,7 +252,10 @@ async fn steady_fleet(store: &Store, agents: usize, per_agent: usize) -> anyhow:
         assign(store, held, &placement(agent)).await?;
         let mut started = EventArgs::default();
         for id in held {
-            started.push("started", vec![agent.clone(), id.clone(), "1".into()]);
+            started.push(
+                EventKind::Started,
+                vec![agent.clone(), id.clone(), "1".into()],
+            );
         }
         events(store, &started, &["ok"]).await?;
         let mut fields = vec![agent.clone(), "incarnation-1".into(), "0".into()];
@@ -258,7 +263,7 @@ async fn steady_fleet(store: &Store, agents: usize, per_agent: usize) -> anyhow:
             fields.push(id.clone());
             fields.push("1".into());
         }
-        heartbeats.push("heartbeat", fields);
+        heartbeats.push(EventKind::Heartbeat, fields);
     }
     Ok(heartbeats)
 }

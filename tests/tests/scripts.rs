@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use fleet_balancer::state::Placement;
 use fleet_balancer::state::{
-    Assigned, Enqueued, EventArgs, Expired, Lead, Retried, Store, StoreError,
+    Assigned, AttemptEnded, Enqueued, EventArgs, EventKind, EventReply, Expired, Lead, Retried,
+    StaleReason, Store, StoreError,
 };
 use fleet_protocol::{JobSpec, JobState, Keys};
 use fleet_tests::RedisServer;
@@ -160,7 +161,7 @@ impl Scenario {
 async fn register(store: &Store, agent: &str, slots: u32, prefetch: u32) -> anyhow::Result<()> {
     let mut args = EventArgs::default();
     args.push(
-        "register",
+        EventKind::Register,
         vec![
             agent.into(),
             "inc-1".into(),
@@ -172,17 +173,16 @@ async fn register(store: &Store, agent: &str, slots: u32, prefetch: u32) -> anyh
     let replies = store
         .apply_events(&args, NOW, 1.5, HEARTBEAT_TIMEOUT)
         .await?;
-    anyhow::ensure!(replies[0][0] == "ok", "register {agent}: {replies:?}");
+    anyhow::ensure!(
+        matches!(replies.as_slice(), [EventReply::Registered { .. }]),
+        "register {agent}: {replies:?}"
+    );
     Ok(())
 }
 
 /// One agent event (`started`, `completed`, …); returns its reply.
-async fn event(
-    store: &Store,
-    kind: &str,
-    fields: &[&str],
-    now: u64,
-) -> anyhow::Result<Vec<String>> {
+async fn event(store: &Store, kind: &str, fields: &[&str], now: u64) -> anyhow::Result<EventReply> {
+    let kind = EventKind::parse(kind).ok_or_else(|| anyhow::anyhow!("no event kind {kind}"))?;
     let mut args = EventArgs::default();
     args.push(kind, fields.iter().map(|f| f.to_string()).collect());
     let mut replies = store
@@ -393,7 +393,7 @@ async fn a_placement_the_agent_cannot_take_queues_the_job() -> anyhow::Result<()
     let stopping = leader_on(&redis, "stopping").await?;
     register(&stopping, "a", 2, 0).await?;
     let reply = event(&stopping, "heartbeat", &["a", "inc-1", "1"], NOW).await?;
-    assert_eq!(reply, ["ok"]);
+    assert_eq!(reply, EventReply::Beat { dropped: vec![] });
 
     // Slots 1 + prefetch 1, both taken at admission.
     let full = leader_on(&redis, "full").await?;
@@ -467,7 +467,7 @@ async fn an_agent_stops_being_stopping_when_it_registers_again() -> anyhow::Resu
     // Its supervisor started it again: a new process, not stopping.
     let caps = CAPS.to_string();
     let reply = event(&s.store, "register", &["a", "inc-2", "2", "0", &caps], NOW).await?;
-    assert_eq!(reply.first().map(String::as_str), Some("ok"), "{reply:?}");
+    assert!(matches!(reply, EventReply::Registered { .. }), "{reply:?}");
     assert_eq!(stopping().await?, None);
     assert_eq!(
         admit(&s.store, "one", Some(placement("a", &[]))).await?,
@@ -517,7 +517,7 @@ async fn a_duplicate_admitted_with_a_placement_leaves_the_first_job_untouched() 
 
     // Once it succeeded, a redelivery does not revive it either.
     let done = event(store, "completed", &["a", "j1", "1", "{}", "5"], NOW).await?;
-    assert_eq!(done[0], "accepted");
+    assert!(matches!(done, EventReply::Accepted(_)), "{done:?}");
     let finished = whereabouts(store, "j1", &["a", "b"]).await?;
     assert_eq!(
         admit(store, "j1", Some(placement("b", &[]))).await?,
@@ -542,7 +542,7 @@ async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Re
 
     assert_eq!(
         event(store, "started", &["a", "j1", "1"], NOW + 10).await?,
-        ["ok"]
+        EventReply::Started
     );
     let running = whereabouts(store, "j1", &["a"]).await?;
     assert_eq!(running.field("state"), "running");
@@ -559,7 +559,7 @@ async fn a_lease_taken_at_admission_completes_through_the_events() -> anyhow::Re
         NOW + 20,
     )
     .await?;
-    assert_eq!(reply[0], "accepted", "{reply:?}");
+    assert!(matches!(reply, EventReply::Accepted(_)), "{reply:?}");
     let done = whereabouts(store, "j1", &["a"]).await?;
     assert_eq!(done.field("state"), "succeeded");
     assert_eq!(done.field("done_by"), "a/1");
@@ -639,7 +639,7 @@ async fn a_lease_taken_at_admission_expires_and_requeues_like_any_other() -> any
     assert_eq!(assigned, vec![Assigned::Leased(2)]);
     // The first attempt, if it now reports, is refused as stale.
     let late = event(store, "started", &["a", "j1", "1"], LEASE_DEADLINE + 1).await?;
-    assert_eq!(late, ["stale", "not_lease_holder"]);
+    assert_eq!(late, EventReply::Stale(StaleReason::NotLeaseHolder));
     Ok(())
 }
 
@@ -666,7 +666,7 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
     // Succeeded.
     admit(store, "ok", Some(placement("a", &[]))).await?;
     let reply = event(store, "completed", &["a", "ok", "1", "{}", "3"], NOW + 5).await?;
-    assert_eq!(reply[0], "accepted", "{reply:?}");
+    assert!(matches!(reply, EventReply::Accepted(_)), "{reply:?}");
     assert!(due(ttl_ms(store, "ok").await?));
 
     // Dead-lettered on its only attempt.
@@ -684,7 +684,10 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
         .await?;
     assert_eq!(outcomes, [Enqueued::Leased]);
     let reply = event(store, "failed", &["a", "dies", "1", "boom", "2"], NOW + 6).await?;
-    assert_eq!(reply[0], "dead", "{reply:?}");
+    assert!(
+        matches!(reply, EventReply::Failed(AttemptEnded::Dead { .. })),
+        "{reply:?}"
+    );
     assert!(due(ttl_ms(store, "dies").await?));
 
     // Cancelled while queued.
@@ -702,7 +705,7 @@ async fn finished_jobs_expire_after_the_retention_and_a_retried_one_is_kept() ->
 
     // A late event about a job whose hash is gone recreates nothing.
     let reply = event(store, "failed", &["a", "gone", "1", "x", "1"], NOW + 9).await?;
-    assert_eq!(reply[0], "unknown_job", "{reply:?}");
+    assert_eq!(reply, EventReply::UnknownJob);
     assert!(store.job("gone").await?.is_none());
 
     // Dead letters older than the retention leave their index.

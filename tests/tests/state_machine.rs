@@ -38,7 +38,9 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use fleet_balancer::state::Placement;
-use fleet_balancer::state::{Assigned, Cancelled, EventArgs, Expired, Lead, Move, Retried, Store};
+use fleet_balancer::state::{
+    Assigned, Cancelled, EventArgs, EventKind, EventReply, Expired, Lead, Move, Retried, Store,
+};
 use fleet_protocol::{JobSpec, Keys, Priority, ValidJob};
 use fleet_tests::RedisServer;
 use proptest::collection::vec;
@@ -1111,21 +1113,21 @@ impl Resolved {
 }
 
 /// The reply of `events.lua` to one event, in the model's form.
-fn normalize(kind: &str, reply: &[String]) -> Vec<String> {
-    let status = reply.first().cloned().unwrap_or_default();
-    match (kind, status.as_str()) {
-        (_, "stale") => vec![status, reply.get(1).cloned().unwrap_or_default()],
-        ("register", "ok") => {
-            let mut dead: Vec<String> = reply.iter().skip(2).step_by(2).cloned().collect();
+fn normalize(reply: &EventReply) -> Vec<String> {
+    let status = reply.status().to_string();
+    match reply {
+        EventReply::Stale(why) => vec![status, why.as_str().to_string()],
+        EventReply::Registered { leases, dead } => {
+            let mut dead: Vec<String> = dead.iter().map(|d| d.job_id.clone()).collect();
             dead.sort();
-            let mut out = vec![status, reply.get(1).cloned().unwrap_or_default()];
+            let mut out = vec![status, leases.to_string()];
             out.extend(dead);
             out
         }
-        ("heartbeat", "ok") => {
-            let mut failed: Vec<String> = reply[1..]
-                .chunks(3)
-                .map(|c| format!("{}:{}", c[0], c.get(1).cloned().unwrap_or_default()))
+        EventReply::Beat { dropped } => {
+            let mut failed: Vec<String> = dropped
+                .iter()
+                .map(|d| format!("{}:{}", d.job_id, d.ended.as_str()))
                 .collect();
             failed.sort();
             let mut out = vec![status];
@@ -1714,6 +1716,8 @@ impl Run {
         let mut expected = Vec::new();
         for e in &batch {
             let (kind, fields) = e.fields();
+            let kind = EventKind::parse(kind)
+                .ok_or_else(|| TestCaseError::fail(format!("no event kind {kind}")))?;
             args.push(kind, fields);
             expected.push(self.model.event(e, self.now)?);
         }
@@ -1724,8 +1728,7 @@ impl Run {
             .or_fail("events")?;
         let mut all_refused = true;
         for ((e, want), got) in batch.iter().zip(&expected).zip(&replies) {
-            let kind = e.fields().0;
-            let got = normalize(kind, got);
+            let got = normalize(got);
             self.log.push(format!("    {e:?} -> {got:?}"));
             prop_assert_eq!(&got, want, "reply to {:?}", e);
             all_refused &= Resolved::refused(want);

@@ -8,10 +8,10 @@
 use std::collections::{HashMap, HashSet};
 
 use fleet_protocol::api::{AuditReport, Breach};
-use fleet_protocol::{AttemptOutcome, AttemptRecord, JobState};
+use fleet_protocol::{AttemptOutcome, JobState};
 use redis::AsyncCommands;
 
-use crate::state::{Store, StoreResult};
+use crate::state::{decode_history, Store, StoreResult};
 
 const FIELDS: [&str; 8] = [
     "state",
@@ -77,8 +77,7 @@ pub(crate) async fn run(store: &Store) -> StoreResult<AuditReport> {
                 continue;
             };
             *by_state.entry(state).or_default() += 1;
-            let history: Vec<AttemptRecord> =
-                serde_json::from_str(&f("history")).unwrap_or_default();
+            let history = decode_history(&f("history"));
             let successes = history
                 .iter()
                 .filter(|h| h.outcome == AttemptOutcome::Succeeded)

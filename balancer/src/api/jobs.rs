@@ -112,7 +112,7 @@ pub(crate) async fn cancel(
                 result: None,
                 error: Some("cancelled by operator".into()),
                 agent_id: None,
-                attempts: results::history(Some(&history)),
+                attempts: history,
                 finished_at_ms: now,
                 timing: None,
             };

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use fleet_protocol::event::BadEvent;
 use fleet_protocol::{
-    streams, time::now_ms, AgentEvent, ControlMessage, JobResult, JobState, Timing,
+    streams, time::now_ms, AgentEvent, AttemptRecord, ControlMessage, JobResult, JobState, Timing,
 };
 use tokio::sync::Notify;
 
@@ -34,7 +34,7 @@ use crate::control;
 use crate::events::watch::Watch;
 use crate::results;
 use crate::scheduling::directory::Directory;
-use crate::state::{EventArgs, Store};
+use crate::state::{AttemptEnded, Completion, EventArgs, EventKind, EventReply, Store};
 use crate::telemetry::rate::Activity;
 use crate::Config;
 use fleet_protocol::api::Failure;
@@ -128,7 +128,7 @@ impl BatchHandler for Events {
         for message in batch {
             match decode(&message) {
                 Ok(event) => {
-                    args.push(event.type_name(), script_fields(&event));
+                    args.push(EventKind::from(&event), script_fields(&event));
                     events.push(event);
                     messages.push(message);
                 }
@@ -252,13 +252,12 @@ enum Outcome {
 }
 
 impl Events {
-    async fn apply_outcome(&self, event: &AgentEvent, reply: &[String], now: u64) -> Outcome {
-        let status = reply.first().map(String::as_str).unwrap_or("");
+    async fn apply_outcome(&self, event: &AgentEvent, reply: &EventReply, now: u64) -> Outcome {
         let agent = event.agent_id();
         self.directory.touch(agent, now);
-        match (event, status) {
-            (AgentEvent::Register(e), "ok") => {
-                let leases = reply.get(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+        match (event, reply) {
+            (AgentEvent::Register(e), EventReply::Registered { leases, dead }) => {
+                let leases = *leases;
                 tracing::info!(agent_id = %agent, slots = e.slots, gpus = e.capabilities.gpus.len(), leases, "agent registered");
                 self.directory.register(
                     agent,
@@ -269,19 +268,17 @@ impl Events {
                 );
                 // A restarted agent's old leases ended as failed attempts;
                 // those that spent their last attempt are dead.
-                let dead: Vec<JobResult> = reply
-                    .get(2..)
-                    .unwrap_or_default()
-                    .chunks_exact(2)
-                    .map(|pair| {
-                        tracing::warn!(job_id = %pair[0], agent_id = %agent, "job dead-lettered: its agent restarted");
+                let dead: Vec<JobResult> = dead
+                    .iter()
+                    .map(|d| {
+                        tracing::warn!(job_id = %d.job_id, agent_id = %agent, "job dead-lettered: its agent restarted");
                         JobResult {
-                            job_id: pair[0].clone(),
+                            job_id: d.job_id.clone(),
                             state: JobState::Dead,
                             result: None,
                             error: Some("agent restarted".to_string()),
                             agent_id: None,
-                            attempts: results::history(Some(&pair[1])),
+                            attempts: d.history.clone(),
                             finished_at_ms: now,
                             timing: None,
                         }
@@ -298,12 +295,12 @@ impl Events {
             // old register redelivered after a newer one makes the live
             // process the stale one; asking it to register is what lets it
             // back in (found by tests/tests/state_machine.rs).
-            (AgentEvent::Heartbeat(h), "unknown_agent" | "dead_agent" | "stale_incarnation") => {
-                tracing::info!(agent_id = %agent, outcome = status, "heartbeat from an agent not alive here; asking it to register");
+            (AgentEvent::Heartbeat(h), EventReply::NotAlive(why)) => {
+                tracing::info!(agent_id = %agent, outcome = why.as_str(), "heartbeat from an agent not alive here; asking it to register");
                 self.ask_to_register(agent, &h.incarnation).await;
                 Outcome::Nothing
             }
-            (AgentEvent::Heartbeat(h), "ok") => {
+            (AgentEvent::Heartbeat(h), EventReply::Beat { dropped }) => {
                 let hottest = h
                     .gpus
                     .iter()
@@ -318,14 +315,12 @@ impl Events {
                 if h.stopping {
                     self.directory.set_stopping(agent);
                 }
-                // Each triple: a running lease the agent no longer holds.
                 let mut dead = Vec::new();
-                let dropped = reply.get(1..).unwrap_or_default();
-                for f in dropped.chunks_exact(3) {
-                    tracing::warn!(job_id = %f[0], agent_id = %agent, outcome = %f[1], "agent no longer runs a job it leased");
-                    self.directory.released(agent, &f[0], false);
-                    if f[1] == "dead" {
-                        dead.push(results::dead(&f[0], &f[2], now));
+                for d in dropped {
+                    tracing::warn!(job_id = %d.job_id, agent_id = %agent, outcome = d.ended.as_str(), "agent no longer runs a job it leased");
+                    self.directory.released(agent, &d.job_id, false);
+                    if let AttemptEnded::Dead { history } = &d.ended {
+                        dead.push(results::dead(&d.job_id, history.clone(), now));
                     }
                 }
                 match (dropped.is_empty(), dead.is_empty()) {
@@ -334,113 +329,110 @@ impl Events {
                     (false, false) => Outcome::Publish(dead, true),
                 }
             }
-            (AgentEvent::Started(e), "ok") => {
+            (AgentEvent::Started(e), EventReply::Started) => {
                 tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job started");
                 Outcome::Nothing
             }
-            (AgentEvent::Completed(e), "accepted" | "duplicate") => {
-                let accepted = status == "accepted";
-                if accepted {
-                    tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
-                    self.directory.released(agent, &e.job_id, true);
-                    crate::telemetry::metrics::jobs("succeeded", 1);
-                }
-                let at = |i: usize| reply.get(i).and_then(|v| v.parse::<u64>().ok());
-                let timing = match (at(2), at(3), at(4)) {
-                    (Some(submitted_at_ms), Some(assigned_at_ms), started) => Some(Timing {
-                        submitted_at_ms,
-                        assigned_at_ms,
-                        // A completion may beat its own started event (a
-                        // short job sends none): it started on assignment.
-                        started_at_ms: started.unwrap_or(assigned_at_ms),
-                        assigned_at_us: at(5),
-                        started_at_us: at(6).or(at(5)),
-                        agent_started_at_us: e.started_at_us,
-                    }),
-                    _ => None,
-                };
-                if let (true, Some(t)) = (accepted, timing) {
-                    let wait = t.started_at_ms.saturating_sub(t.submitted_at_ms);
-                    let run = now.saturating_sub(t.started_at_ms);
-                    crate::telemetry::metrics::job_timing(wait, run);
-                    self.activity.recent.add(now, wait, run);
-                    self.activity.succeeded_1m.add(1, now);
-                    self.activity.succeeded_5m.add(1, now);
-                }
-                let result = JobResult {
-                    job_id: e.job_id.clone(),
-                    state: JobState::Succeeded,
-                    result: Some(e.result.clone()),
-                    error: None,
-                    agent_id: Some(agent.to_string()),
-                    attempts: results::history(reply.get(1)),
-                    finished_at_ms: now,
-                    timing,
-                };
-                Outcome::Publish(vec![result], accepted)
+            (
+                AgentEvent::Completed(e),
+                EventReply::Accepted(done) | EventReply::DuplicateCompletion(done),
+            ) => {
+                let accepted = matches!(reply, EventReply::Accepted(_));
+                self.completed(e, done, accepted, now)
             }
-            (AgentEvent::Failed(e), "requeued" | "dead") => {
+            (AgentEvent::Failed(e), EventReply::Failed(ended)) => {
                 self.activity.failed(Failure {
                     at_ms: now,
                     job_id: e.job_id.clone(),
                     agent_id: agent.to_string(),
                     error: e.error.clone(),
                 });
-                self.failed_attempt(e, status, reply, now)
+                match ended {
+                    AttemptEnded::Requeued => {
+                        tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
+                        crate::telemetry::metrics::jobs("failed_attempt", 1);
+                        crate::telemetry::metrics::jobs("retried", 1);
+                        self.directory.released(agent, &e.job_id, false);
+                        Outcome::Freed
+                    }
+                    AttemptEnded::Dead { history } => {
+                        tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
+                        crate::telemetry::metrics::jobs("failed_attempt", 1);
+                        crate::telemetry::metrics::jobs("dead", 1);
+                        self.directory.released(agent, &e.job_id, false);
+                        Outcome::Publish(vec![dead_by_failure(e, history, now)], true)
+                    }
+                }
             }
-            (AgentEvent::Failed(e), "duplicate_dead") => self.failed_attempt(e, status, reply, now),
-            (_, "ok" | "duplicate") => Outcome::Nothing,
+            // The dead letter again, so a result lost before its ack is
+            // published after all (under the same message id).
+            (AgentEvent::Failed(e), EventReply::DuplicateDead { history }) => {
+                Outcome::Publish(vec![dead_by_failure(e, history, now)], false)
+            }
+            (_, EventReply::Duplicate) => Outcome::Nothing,
             (_, other) => {
-                let reason = reply.get(1).map(String::as_str).unwrap_or(other);
+                let reason = match other {
+                    EventReply::Stale(why) => why.as_str(),
+                    other => other.status(),
+                };
                 // Forged or misrouted events show up here (late ones too);
                 // an old incarnation's heartbeat is ordinary after a restart.
-                if matches!(other, "stale" | "unknown_job") {
+                if matches!(other, EventReply::Stale(_) | EventReply::UnknownJob) {
                     crate::telemetry::metrics::rejected("event", reason);
                 }
-                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other, reason, "event changed nothing");
+                tracing::warn!(agent_id = %agent, event = event.type_name(), outcome = other.status(), reason, "event changed nothing");
                 Outcome::Nothing
             }
         }
     }
 
-    /// What a failed attempt leads to: a re-queue or a dead letter.
-    fn failed_attempt(
+    /// A completion the script accepted, or recognised as the one it
+    /// already accepted: either way its result is published.
+    fn completed(
         &self,
-        e: &fleet_protocol::Failed,
-        status: &str,
-        reply: &[String],
+        e: &fleet_protocol::Completed,
+        done: &Completion,
+        accepted: bool,
         now: u64,
     ) -> Outcome {
         let agent = e.agent_id.as_str();
-        match status {
-            "requeued" => {
-                tracing::info!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "attempt failed; job re-queued");
-                crate::telemetry::metrics::jobs("failed_attempt", 1);
-                crate::telemetry::metrics::jobs("retried", 1);
-                self.directory.released(agent, &e.job_id, false);
-                Outcome::Freed
-            }
-            _ => {
-                let fresh = status == "dead";
-                if fresh {
-                    tracing::warn!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, error = %e.error, "job dead-lettered");
-                    crate::telemetry::metrics::jobs("failed_attempt", 1);
-                    crate::telemetry::metrics::jobs("dead", 1);
-                    self.directory.released(agent, &e.job_id, false);
-                }
-                let result = JobResult {
-                    job_id: e.job_id.clone(),
-                    state: JobState::Dead,
-                    result: None,
-                    error: Some(e.error.clone()),
-                    agent_id: None,
-                    attempts: results::history(reply.get(1)),
-                    finished_at_ms: now,
-                    timing: None,
-                };
-                Outcome::Publish(vec![result], fresh)
-            }
+        if accepted {
+            tracing::debug!(job_id = %e.job_id, agent_id = %agent, attempt = e.attempt, "job succeeded");
+            self.directory.released(agent, &e.job_id, true);
+            crate::telemetry::metrics::jobs("succeeded", 1);
         }
+        let timing = match (done.submitted_at_ms, done.assigned_at_ms) {
+            (Some(submitted_at_ms), Some(assigned_at_ms)) => Some(Timing {
+                submitted_at_ms,
+                assigned_at_ms,
+                // A completion may beat its own started event (a short
+                // job sends none): it started on assignment.
+                started_at_ms: done.started_at_ms.unwrap_or(assigned_at_ms),
+                assigned_at_us: done.assigned_at_us,
+                started_at_us: done.started_at_us.or(done.assigned_at_us),
+                agent_started_at_us: e.started_at_us,
+            }),
+            _ => None,
+        };
+        if let (true, Some(t)) = (accepted, timing) {
+            let wait = t.started_at_ms.saturating_sub(t.submitted_at_ms);
+            let run = now.saturating_sub(t.started_at_ms);
+            crate::telemetry::metrics::job_timing(wait, run);
+            self.activity.recent.add(now, wait, run);
+            self.activity.succeeded_1m.add(1, now);
+            self.activity.succeeded_5m.add(1, now);
+        }
+        let result = JobResult {
+            job_id: e.job_id.clone(),
+            state: JobState::Succeeded,
+            result: Some(e.result.clone()),
+            error: None,
+            agent_id: Some(agent.to_string()),
+            attempts: done.history.clone(),
+            finished_at_ms: now,
+            timing,
+        };
+        Outcome::Publish(vec![result], accepted)
     }
 
     async fn ask_to_register(&self, agent: &str, incarnation: &str) {
@@ -448,6 +440,20 @@ impl Events {
             incarnation: incarnation.to_string(),
         };
         control::send(&self.js.client(), agent, &ask).await;
+    }
+}
+
+/// The dead letter of a job whose last attempt failed with `e`.
+fn dead_by_failure(e: &fleet_protocol::Failed, history: &[AttemptRecord], now: u64) -> JobResult {
+    JobResult {
+        job_id: e.job_id.clone(),
+        state: JobState::Dead,
+        result: None,
+        error: Some(e.error.clone()),
+        agent_id: None,
+        attempts: history.to_vec(),
+        finished_at_ms: now,
+        timing: None,
     }
 }
 

@@ -157,7 +157,7 @@ async fn handle(
             crate::telemetry::metrics::jobs("dead", 1);
             directory.released(&agent_id, &job_id, false);
             directory.mark_suspect(&agent_id);
-            let result = results::dead(&job_id, &history, now_ms());
+            let result = results::dead(&job_id, history, now_ms());
             failed(&job_id, &agent_id, result.error.clone());
             results::publish_reliably(js, &result).await;
         }
@@ -168,7 +168,7 @@ async fn handle(
         } => {
             tracing::warn!(job_id = %job_id, %error, "job dead-lettered: unschedulable too long");
             crate::telemetry::metrics::jobs("dead", 1);
-            let mut result = results::dead(&job_id, &history, now_ms());
+            let mut result = results::dead(&job_id, history, now_ms());
             result.error = Some(error);
             results::publish_reliably(js, &result).await;
         }

@@ -6,10 +6,11 @@
 //! a crash between two steps never leaves a job half-moved, and every
 //! script that writes first checks the caller's leadership token.
 //! [`Store`] is the typed face of those scripts: it takes records and
-//! returns [`replies`] decoded once, so no caller reads a reply by
-//! position.
+//! returns [`replies`] decoded once (the events script's in
+//! [`event_batch`]), so no caller reads a reply by position.
 
 mod error;
+mod event_batch;
 mod records;
 mod redis_options;
 mod replies;
@@ -17,7 +18,12 @@ mod scripts;
 mod store;
 
 pub use error::{StoreError, StoreResult};
+pub use event_batch::{
+    AttemptEnded, Completion, DeadLetter, Dropped, EventArgs, EventKind, EventReply, NotAlive,
+    StaleReason,
+};
+pub(crate) use records::decode_history;
 pub use records::{AgentRecord, JobRecord, Perf, Placement, QueuedJob};
 pub use redis_options::{RedisOptions, RedisOptionsError};
 pub use replies::{Assigned, Cancelled, Enqueued, Expired, Lead, Retried};
-pub use store::{Counters, EventArgs, Move, Store};
+pub use store::{Counters, Move, Store};

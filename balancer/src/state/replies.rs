@@ -4,6 +4,8 @@
 //! carries back); [`Store`](super::Store) turns each into one of these
 //! enums, so callers match on variants instead of reading positions.
 
+use fleet_protocol::AttemptRecord;
+
 /// What the enqueue script did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -44,7 +46,7 @@ pub enum Expired {
     Dead {
         job_id: String,
         agent_id: String,
-        history: String,
+        history: Vec<AttemptRecord>,
     },
     Cancel {
         job_id: String,
@@ -55,7 +57,7 @@ pub enum Expired {
     Unschedulable {
         job_id: String,
         error: String,
-        history: String,
+        history: Vec<AttemptRecord>,
     },
 }
 
@@ -75,7 +77,7 @@ pub enum Cancelled {
     /// Cancelled; the agent (if leased) must stop that attempt.
     Done {
         lease: Option<(String, u32)>,
-        history: String,
+        history: Vec<AttemptRecord>,
     },
     Unknown,
     /// The job had already ended in this (terminal) state.

@@ -10,7 +10,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::error::{StoreError, StoreResult};
-use super::records::{parse_perf, AgentRecord, JobRecord, Perf, Placement, QueuedJob};
+use super::event_batch::{EventArgs, EventReply};
+use super::records::{
+    decode_history, parse_perf, AgentRecord, JobRecord, Perf, Placement, QueuedJob,
+};
 use super::replies::{Assigned, Cancelled, Enqueued, Expired, Lead, Retried};
 use super::scripts::Scripts;
 
@@ -188,12 +191,12 @@ impl Store {
                     "dead" => Expired::Dead {
                         job_id,
                         agent_id,
-                        history: f[3].clone(),
+                        history: decode_history(&f[3]),
                     },
                     "unschedulable" => Expired::Unschedulable {
                         job_id,
                         error: agent_id,
-                        history: f[3].clone(),
+                        history: decode_history(&f[3]),
                     },
                     "cancel" => Expired::Cancel {
                         job_id,
@@ -222,7 +225,7 @@ impl Store {
                     lease: leased
                         .then(|| attempt.parse().ok().map(|a| (agent.clone(), a)))
                         .flatten(),
-                    history: history.clone(),
+                    history: decode_history(history),
                 }
             }
             [status] if status == "unknown_job" => Cancelled::Unknown,
@@ -479,7 +482,7 @@ impl Store {
         now_ms: u64,
         job_timeout_buffer: f64,
         heartbeat_timeout: Duration,
-    ) -> StoreResult<Vec<Vec<String>>> {
+    ) -> StoreResult<Vec<EventReply>> {
         let mut call = self.fenced(&self.scripts.events);
         call.arg(now_ms)
             .arg(job_timeout_buffer)
@@ -494,10 +497,15 @@ impl Store {
             .await
             .map_err(StoreError::from_script)?;
         crate::telemetry::metrics::redis_call("events", began.elapsed());
-        if reply.len() != batch.events {
+        if reply.len() != batch.len() {
             return Err(reply_error("events", "one reply per event expected"));
         }
-        Ok(reply)
+        batch
+            .kinds
+            .iter()
+            .zip(reply)
+            .map(|(kind, reply)| EventReply::decode(*kind, reply))
+            .collect()
     }
 
     /// Adds `n` to a fleet-wide counter.
@@ -691,31 +699,6 @@ impl Store {
             leased,
             dead,
         })
-    }
-}
-
-/// The ARGV tail of one `events.lua` call: per event, its type, its field
-/// count, then its fields.
-#[derive(Debug, Default)]
-pub struct EventArgs {
-    fields: Vec<String>,
-    events: usize,
-}
-
-impl EventArgs {
-    pub fn push(&mut self, kind: &str, fields: Vec<String>) {
-        self.fields.push(kind.to_string());
-        self.fields.push(fields.len().to_string());
-        self.fields.extend(fields);
-        self.events += 1;
-    }
-
-    pub fn len(&self) -> usize {
-        self.events
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events == 0
     }
 }
 
