@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::reporter::{job_event_id, Reporter};
-use crate::workloads::Workloads;
+use crate::workloads::{WorkloadError, Workloads};
 
 /// Where a held job is.
 enum Phase {
@@ -463,11 +463,9 @@ impl Runner {
         // error instead of an event the stream would refuse.
         let outcome = outcome.and_then(|result| {
             let size = result.to_string().len();
-            if size > fleet_protocol::defaults::MAX_RESULT_BYTES {
-                Err(format!(
-                    "result of {size} bytes exceeds the {} byte limit",
-                    fleet_protocol::defaults::MAX_RESULT_BYTES
-                ))
+            let limit = fleet_protocol::defaults::MAX_RESULT_BYTES;
+            if size > limit {
+                Err(WorkloadError::ResultTooLarge { size, limit })
             } else {
                 Ok(result)
             }
@@ -492,7 +490,7 @@ impl Runner {
                         agent_id: self.agent_id.clone(),
                         job_id: job_id.clone(),
                         attempt,
-                        error,
+                        error: error.to_string(),
                         duration_ms,
                         handed_back: false,
                     }),

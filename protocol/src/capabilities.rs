@@ -65,11 +65,22 @@ impl GpuInfo {
     }
 }
 
+/// Why one agent cannot take a job (now, or ever).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Misfit {
+    #[error("does not offer workload kind {0:?}")]
+    Kind(String),
+    #[error("lacks tag {0:?}")]
+    Tag(String),
+    #[error("has {free} free fitting GPU(s), job needs {wanted}")]
+    Gpus { free: usize, wanted: usize },
+}
+
 impl Capabilities {
     /// Whether this agent could ever run a job of `kind` needing `req`
     /// (ignoring how busy it is). GPU memory and compute capability hold
     /// per device: the job needs `gpus` devices that each satisfy both.
-    pub fn satisfies(&self, kind: &str, req: &Requirements) -> Result<(), String> {
+    pub fn satisfies(&self, kind: &str, req: &Requirements) -> Result<(), Misfit> {
         self.allocate(kind, req, &[]).map(|_| ())
     }
 
@@ -82,12 +93,12 @@ impl Capabilities {
         kind: &str,
         req: &Requirements,
         busy: &[bool],
-    ) -> Result<Vec<u32>, String> {
+    ) -> Result<Vec<u32>, Misfit> {
         if !self.kinds.iter().any(|k| k == kind) {
-            return Err(format!("does not offer workload kind {kind:?}"));
+            return Err(Misfit::Kind(kind.to_string()));
         }
         if let Some(tag) = req.tags.iter().find(|t| !self.tags.contains(t)) {
-            return Err(format!("lacks tag {tag:?}"));
+            return Err(Misfit::Tag(tag.clone()));
         }
         let wanted = gpus_wanted(kind, req) as usize;
         if wanted == 0 {
@@ -101,10 +112,10 @@ impl Capabilities {
             .map(|(_, g)| g)
             .collect();
         if fitting.len() < wanted {
-            return Err(format!(
-                "has {} free fitting GPU(s), job needs {wanted}",
-                fitting.len()
-            ));
+            return Err(Misfit::Gpus {
+                free: fitting.len(),
+                wanted,
+            });
         }
         fitting.sort_by_key(|g| (g.memory_mb, g.index));
         Ok(fitting.iter().take(wanted).map(|g| g.index).collect())
@@ -318,7 +329,10 @@ mod tests {
             gpu_mem_mb: Some(40_960),
             ..Requirements::default()
         };
-        assert!(two_small.satisfies("cuda.vector_add", &req).is_err());
+        assert_eq!(
+            two_small.satisfies("cuda.vector_add", &req),
+            Err(Misfit::Gpus { free: 0, wanted: 1 })
+        );
         let big = caps(vec![gpu(0, 81_920, "9.0")]);
         assert!(big.satisfies("cuda.vector_add", &req).is_ok());
     }
@@ -326,12 +340,20 @@ mod tests {
     #[test]
     fn kinds_tags_and_compute_capability_are_checked() {
         let c = caps(vec![gpu(0, 81_920, "8.0")]);
-        assert!(c.satisfies("echo", &Requirements::default()).is_err());
+        let no_echo = c.satisfies("echo", &Requirements::default());
+        assert_eq!(no_echo, Err(Misfit::Kind("echo".into())));
+        assert_eq!(
+            no_echo.map_err(|m| m.to_string()),
+            Err("does not offer workload kind \"echo\"".to_string())
+        );
         let tagged = Requirements {
             tags: vec!["whisper".into()],
             ..Requirements::default()
         };
-        assert!(c.satisfies("sleep", &tagged).is_err());
+        assert_eq!(
+            c.satisfies("sleep", &tagged),
+            Err(Misfit::Tag("whisper".into()))
+        );
         let cc9 = Requirements {
             compute_capability: Some("9.0".into()),
             ..Requirements::default()

@@ -112,7 +112,7 @@ pub enum InvalidJob {
     #[error("args nest deeper than {max} levels")]
     TooDeep { max: usize },
     #[error("{0}")]
-    BadArgs(String),
+    BadArgs(#[from] crate::workload_args::BadArgs),
 }
 
 impl InvalidJob {
@@ -291,7 +291,7 @@ impl JobSpec {
                 max: defaults::MAX_ARGS_DEPTH,
             });
         }
-        crate::workload_args::check(&self.kind, &self.args).map_err(InvalidJob::BadArgs)?;
+        crate::workload_args::check(&self.kind, &self.args)?;
         if workload::needs_gpu(&self.kind) && self.requires.gpus == Some(0) {
             return Err(InvalidJob::BadRequirements(format!(
                 "{} runs on a GPU; gpus cannot be 0",

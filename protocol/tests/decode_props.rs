@@ -1105,7 +1105,7 @@ proptest! {
         match (&verdict, &got) {
             (Err(why), Err(e)) => {
                 prop_assert_eq!(e.reason(), "bad_args");
-                prop_assert_eq!(&e.to_string(), why);
+                prop_assert_eq!(e.to_string(), why.to_string());
             }
             (Ok(()), Ok(_)) => {}
             _ => prop_assert!(false, "check {:?} but validate {:?}", verdict, got.map(|j| j.id)),

@@ -76,7 +76,7 @@ fn scale_job(source: &str, a: f32, n: u64) -> Assignment {
 const SCALE: &str = "extern \"C\" __global__ void scale(float a, float* x, unsigned int n) {\n  unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] = a * x[i];\n}";
 
 /// Asserts `r` is `scale`'s result over the workload's random inputs.
-fn assert_scaled(r: &Result<Value, String>, a: f32, n: u64, what: &str) {
+fn assert_scaled(r: &Result<Value, super::WorkloadError>, a: f32, n: u64, what: &str) {
     let expected: f64 = super::cuda::inputs(21, n as usize)
         .iter()
         .map(|x| f64::from(a * x))
@@ -159,13 +159,13 @@ async fn kernels_that_do_not_compile_or_lack_their_entry_fail_the_job_clearly() 
     let w = workloads();
     let broken = SCALE.replace("a * x[i]", "a * y[i]");
     let r = w.run(&scale_job(&broken, 2.0, 1024)).await;
-    let e = r.err().unwrap_or_default();
+    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with("kernel does not compile:"), "{e}");
     assert!(e.contains("\"y\" is undefined"), "{e}");
 
     let renamed = SCALE.replace("void scale(", "void scaled(");
     let r = w.run(&scale_job(&renamed, 2.0, 1024)).await;
-    let e = r.err().unwrap_or_default();
+    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("kernel entry point \"scale\" not found"), "{e}");
 }
 
@@ -181,7 +181,12 @@ async fn a_job_that_does_not_fit_in_free_gpu_memory_fails_and_the_gpu_recovers()
         .alloc_zeros::<u8>(free.saturating_sub(256 << 20))
         .unwrap_or_else(|e| panic!("{e}"));
     let add = || job("cuda.vector_add", json!({"n": 1u64 << 26}), MINUTE);
-    let e = w.run(&add()).await.err().unwrap_or_default();
+    let e = w
+        .run(&add())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.starts_with("GPU out of memory: needs 768 MiB"), "{e}");
     drop(hog);
     let r = w.run(&add()).await;
@@ -204,6 +209,7 @@ async fn a_faulting_user_kernel_fails_its_job_and_gives_the_gpu_up_until_a_resta
         .run(&scale_job(boom, 1.0, 1024))
         .await
         .err()
+        .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.starts_with("CUDA error on GPU 0"), "{e}");
     assert!(e.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{e}");
@@ -215,7 +221,7 @@ async fn a_faulting_user_kernel_fails_its_job_and_gives_the_gpu_up_until_a_resta
     let r = w
         .run(&job("cuda.vector_add", json!({"n": 1 << 20}), MINUTE))
         .await;
-    let e = r.err().unwrap_or_default();
+    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         e.contains("GPU 0 is out of use until the agent restarts"),
         "{e}"
@@ -235,7 +241,12 @@ async fn a_timed_out_kernel_holds_its_gpu_and_the_next_job_waits_for_it() {
         Duration::from_millis(500),
     );
     let began = Instant::now();
-    let e = w.run(&spinning).await.err().unwrap_or_default();
+    let e = w
+        .run(&spinning)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.starts_with("timed out after 500 ms"), "{e}");
     assert!(
         began.elapsed() < Duration::from_secs(2),
@@ -326,7 +337,7 @@ async fn an_exec_job_sees_exactly_its_gpu_named_by_uuid() -> anyhow::Result<()> 
         gpus: vec![index],
         ..job("exec", args, MINUTE)
     };
-    let stdout = |r: &Result<Value, String>| {
+    let stdout = |r: &Result<Value, super::WorkloadError>| {
         r.as_ref()
             .ok()
             .and_then(|r| r["stdout_tail"].as_str())

@@ -6,6 +6,7 @@
 
 pub mod cuda;
 mod echo;
+mod error;
 pub mod exec;
 mod flaky;
 pub mod process_groups;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use crate::gpu;
 use crate::simulate::Simulation;
 use crate::telemetry::Telemetry;
+pub use error::WorkloadError;
 use exec::ExecPolicy;
 
 /// The kinds this agent offers: GPU kinds only with a usable GPU, `exec`
@@ -119,36 +121,36 @@ impl Workloads {
     }
 
     /// Runs one assignment within its timeout.
-    pub async fn run(&self, a: &Assignment) -> Result<Value, String> {
+    pub async fn run(&self, a: &Assignment) -> Result<Value, WorkloadError> {
         let limit = Duration::from_millis(a.timeout_ms.max(1));
         let work = async {
             if let Some(sim) = &self.simulation {
-                return sim.run(a).await;
+                return Ok(sim.run(a).await?);
             }
-            match a.kind.as_str() {
-                "sleep" => sleep::run(&a.args).await,
-                "echo" => echo::run(&a.args),
-                "flaky" => flaky::run(&a.args, a.attempt).await,
+            Ok(match a.kind.as_str() {
+                "sleep" => sleep::run(&a.args).await?,
+                "echo" => echo::run(&a.args)?,
+                "flaky" => flaky::run(&a.args, a.attempt).await?,
                 "exec" => {
                     let request = exec::parse(&a.args, &self.exec)?;
-                    exec::run(request, &a.gpus, &self.exec).await
+                    exec::run(request, &a.gpus, &self.exec).await?
                 }
                 kind if self.has_gpu && cuda::KINDS.contains(&kind) => {
                     let (kind, args) = (kind.to_string(), a.args.clone());
                     let device = a.gpus.first().copied().unwrap_or(0) as usize;
                     self.overruns
                         .run(device, &a.job_id, move || cuda::run(&kind, device, &args))
-                        .await
+                        .await?
                 }
-                other => Err(format!("this agent does not run workload kind {other:?}")),
-            }
+                other => return Err(WorkloadError::UnknownKind(other.to_string())),
+            })
         };
         if !self.enforce_timeouts {
             return work.await;
         }
         match tokio::time::timeout(limit, work).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(format!("timed out after {} ms", a.timeout_ms)),
+            Err(_) => Err(WorkloadError::TimedOut(a.timeout_ms)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! each bounded so a request cannot ask the agent for more than a GPU
 //! could hold.
 
+use super::{bad, BadArgs};
 use serde_json::Value;
 
 /// The largest N of `cuda.vector_add`, `cuda.saxpy` and `cuda.reduce_sum`:
@@ -11,29 +12,29 @@ pub const MAX_N: u64 = 1 << 28;
 pub const MAX_DIM: u64 = 32_768;
 
 /// A `u64` argument `name` in `1..=max`.
-pub fn positive(args: &Value, name: &str, max: u64) -> Result<u64, String> {
+pub fn positive(args: &Value, name: &str, max: u64) -> Result<u64, BadArgs> {
     let v = args
         .get(name)
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("\"{name}\" must be a positive integer"))?;
     if v == 0 || v > max {
-        return Err(format!("\"{name}\" must be 1..={max}, got {v}"));
+        return bad(format!("\"{name}\" must be 1..={max}, got {v}"));
     }
     Ok(v)
 }
 
 /// `cuda.vector_add`: `{"n": N}`.
-pub fn vector_add(args: &Value) -> Result<u64, String> {
-    positive(args, "n", MAX_N).map_err(|e| format!("cuda.vector_add: {e}"))
+pub fn vector_add(args: &Value) -> Result<u64, BadArgs> {
+    positive(args, "n", MAX_N).map_err(|e| BadArgs(format!("cuda.vector_add: {e}")))
 }
 
 /// `cuda.reduce_sum`: `{"n": N}`.
-pub fn reduce_sum(args: &Value) -> Result<u64, String> {
-    positive(args, "n", MAX_N).map_err(|e| format!("cuda.reduce_sum: {e}"))
+pub fn reduce_sum(args: &Value) -> Result<u64, BadArgs> {
+    positive(args, "n", MAX_N).map_err(|e| BadArgs(format!("cuda.reduce_sum: {e}")))
 }
 
 /// `cuda.saxpy`: `{"n": N, "a": A}` (A defaults to 2).
-pub fn saxpy(args: &Value) -> Result<(u64, f32), String> {
+pub fn saxpy(args: &Value) -> Result<(u64, f32), BadArgs> {
     let n = positive(args, "n", MAX_N).map_err(|e| format!("cuda.saxpy: {e}"))?;
     let a = match args.get("a") {
         None => 2.0,
@@ -75,14 +76,14 @@ pub struct Matmul {
 
 /// `cuda.matmul`: `{"m": M, "n": N, "k": K, "dtype": "f32"|"f16"|"bf16"}`
 /// (dtype defaults to f32).
-pub fn matmul(args: &Value) -> Result<Matmul, String> {
+pub fn matmul(args: &Value) -> Result<Matmul, BadArgs> {
     let dim = |name: &str| positive(args, name, MAX_DIM).map_err(|e| format!("cuda.matmul: {e}"));
     let dtype = match args.get("dtype").and_then(Value::as_str).unwrap_or("f32") {
         "f32" => MatmulDtype::F32,
         "f16" => MatmulDtype::F16,
         "bf16" => MatmulDtype::Bf16,
         other => {
-            return Err(format!(
+            return bad(format!(
                 "cuda.matmul: dtype {other:?} is not f32, f16 or bf16"
             ))
         }

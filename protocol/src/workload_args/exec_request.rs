@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use super::{bad, BadArgs};
 use serde_json::Value;
 
 /// The kind these arguments belong to.
@@ -24,12 +25,12 @@ pub struct ExecRequest {
 }
 
 /// Checks an `exec` job's arguments.
-pub fn parse(job_args: &Value) -> Result<ExecRequest, String> {
+pub fn parse(job_args: &Value) -> Result<ExecRequest, BadArgs> {
     let object = job_args
         .as_object()
         .ok_or("exec: arguments must be an object")?;
     if let Some(key) = object.keys().find(|k| *k != "command" && *k != "args") {
-        return Err(format!("exec: unknown field {key:?}"));
+        return bad(format!("exec: unknown field {key:?}"));
     }
     let command = object
         .get("command")
@@ -42,7 +43,7 @@ pub fn parse(job_args: &Value) -> Result<ExecRequest, String> {
         Some(_) => return Err("exec: \"args\" must be an array of strings".into()),
     };
     if items.len() > MAX_ARGS {
-        return Err(format!(
+        return bad(format!(
             "exec: at most {MAX_ARGS} args, got {}",
             items.len()
         ));
@@ -51,10 +52,10 @@ pub fn parse(job_args: &Value) -> Result<ExecRequest, String> {
         .iter()
         .map(|a| match a.as_str() {
             Some(s) if s.len() <= MAX_ARG_BYTES && !s.contains('\0') => Ok(s.to_string()),
-            Some(_) => Err(format!(
+            Some(_) => bad(format!(
                 "exec: each arg must be at most {MAX_ARG_BYTES} bytes, without NUL"
             )),
-            None => Err("exec: \"args\" must be an array of strings".to_string()),
+            None => Err("exec: \"args\" must be an array of strings".into()),
         })
         .collect::<Result<_, _>>()?;
     Ok(ExecRequest {
@@ -90,7 +91,7 @@ mod tests {
             json!({"command": "/bin/echo", "args": vec!["a"; MAX_ARGS + 1]}),
             json!({"command": "/bin/echo", "shell": true}),
         ] {
-            let e = parse(&bad).err().unwrap_or_default();
+            let e = parse(&bad).err().map(|e| e.0).unwrap_or_default();
             assert!(e.starts_with("exec: "), "{bad}: {e:?}");
         }
     }

@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 
+use super::{bad, BadArgs};
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -49,7 +50,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    pub fn parse(s: &str) -> Result<Dtype, String> {
+    pub fn parse(s: &str) -> Result<Dtype, BadArgs> {
         Ok(match s {
             "f32" => Dtype::F32,
             "f64" => Dtype::F64,
@@ -58,7 +59,7 @@ impl Dtype {
             "i64" => Dtype::I64,
             "u64" => Dtype::U64,
             "u8" => Dtype::U8,
-            other => return Err(format!("{KIND}: unknown dtype {other:?}")),
+            other => return bad(format!("{KIND}: unknown dtype {other:?}")),
         })
     }
 
@@ -115,11 +116,11 @@ pub struct Plan {
     pub base64_outputs: bool,
 }
 
-fn err(msg: impl std::fmt::Display) -> String {
-    format!("{KIND}: {msg}")
+fn err(msg: impl std::fmt::Display) -> BadArgs {
+    BadArgs(format!("{KIND}: {msg}"))
 }
 
-fn dims(v: Option<&Value>, name: &str, limits: [u64; 3]) -> Result<(u32, u32, u32), String> {
+fn dims(v: Option<&Value>, name: &str, limits: [u64; 3]) -> Result<(u32, u32, u32), BadArgs> {
     let list = v.and_then(Value::as_array).ok_or_else(|| {
         err(format!(
             "\"{name}\" must be an array of 1 to 3 positive integers"
@@ -146,7 +147,7 @@ fn is_identifier(s: &str) -> bool {
         && s.len() <= 128
 }
 
-fn scalar(dtype: Dtype, v: &Value) -> Result<Scalar, String> {
+fn scalar(dtype: Dtype, v: &Value) -> Result<Scalar, BadArgs> {
     let bad = || err(format!("scalar value {v} does not fit {dtype:?}"));
     Ok(match dtype {
         Dtype::F32 => Scalar::F32(v.as_f64().filter(|x| x.is_finite()).ok_or_else(bad)? as f32),
@@ -168,7 +169,7 @@ fn scalar(dtype: Dtype, v: &Value) -> Result<Scalar, String> {
 }
 
 /// Checks everything about a request before any CUDA call.
-pub fn parse(args: &Value) -> Result<Plan, String> {
+pub fn parse(args: &Value) -> Result<Plan, BadArgs> {
     let source = args
         .get("source")
         .and_then(Value::as_str)
@@ -365,6 +366,7 @@ mod tests {
         assert!(parse(&request(MAX_BASE64_OUTPUT)).is_ok());
         let e = parse(&request(MAX_BASE64_OUTPUT + 1))
             .err()
+            .map(|e| e.0)
             .unwrap_or_default();
         assert!(e.contains("ask for checksums"), "{e}");
         // The largest accepted output, encoded, in a result as the job

@@ -15,9 +15,39 @@ pub mod kernel_request;
 
 use serde_json::Value;
 
+/// Why a job's arguments cannot run, in words for its producer (the
+/// `bad_args` rejection's detail, or the failed attempt's error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgs(pub String);
+
+impl From<String> for BadArgs {
+    fn from(reason: String) -> BadArgs {
+        BadArgs(reason)
+    }
+}
+
+impl From<&str> for BadArgs {
+    fn from(reason: &str) -> BadArgs {
+        BadArgs(reason.to_string())
+    }
+}
+
+/// `Err(BadArgs(reason))`, for the parsers' early returns.
+fn bad<T>(reason: String) -> Result<T, BadArgs> {
+    Err(BadArgs(reason))
+}
+
+/// The agent's workloads report failures as words; bad arguments are one.
+impl From<BadArgs> for String {
+    fn from(bad: BadArgs) -> String {
+        bad.0
+    }
+}
+
 /// Checks `args` for `kind`; kinds without checks here (`sleep`, `echo`,
 /// `flaky`) are checked by the agent that runs them.
-pub fn check(kind: &str, args: &Value) -> Result<(), String> {
+pub fn check(kind: &str, args: &Value) -> Result<(), BadArgs> {
     match kind {
         "cuda.vector_add" => cuda_sizes::vector_add(args).map(drop),
         "cuda.saxpy" => cuda_sizes::saxpy(args).map(drop),
