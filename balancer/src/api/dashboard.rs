@@ -39,7 +39,7 @@ async fn snapshot(state: &AppState) -> Option<Snapshot> {
                 id,
                 kind: job.kind,
                 error: job.error,
-                attempts: job.history.len(),
+                attempts: job.attempts.len(),
             });
         }
     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::app_state::AppState;
 use super::error::{ApiError, ApiResult};
-use crate::state::{Cancelled, JobRecord, Retried, Store};
+use crate::state::{Cancelled, Retried, Store};
 use crate::{control, results};
 
 #[derive(Deserialize)]
@@ -30,7 +30,7 @@ pub(crate) async fn one(
 ) -> ApiResult<JobView> {
     fleet_protocol::is_valid_token(&id)?;
     match state.store.job(&id).await.map_err(ApiError::redis)? {
-        Some(job) => Ok(Json(view(job))),
+        Some(job) => Ok(Json(job)),
         None => Err(ApiError::NotFound(format!("no job {id}"))),
     }
 }
@@ -79,7 +79,7 @@ async fn views(store: &Store, ids: Vec<String>) -> Result<Vec<JobView>, ApiError
     let mut list = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(job) = store.job(&id).await.map_err(ApiError::redis)? {
-            list.push(view(job));
+            list.push(job);
         }
     }
     Ok(list)
@@ -176,31 +176,5 @@ pub(crate) async fn retry(
             "job {id} is {}; only dead or cancelled jobs can be retried",
             s.as_str()
         ))),
-    }
-}
-
-/// A job's record as the API shows it.
-fn view(job: JobRecord) -> JobView {
-    JobView {
-        id: job.id,
-        kind: job.kind,
-        state: job.state,
-        priority: job.priority,
-        submitted_priority: job.submitted_priority,
-        args: job.args,
-        requires: job.requires,
-        timeout_ms: job.timeout_ms,
-        lease_timeout_ms: job.lease_timeout_ms,
-        max_attempts: job.max_attempts,
-        attempt: job.attempt,
-        agent_id: job.agent,
-        attempts: job.history,
-        result: job.result,
-        error: job.error,
-        unschedulable_reason: job.unschedulable_reason,
-        submitted_at_ms: job.submitted_at_ms,
-        assigned_at_ms: job.assigned_at_ms,
-        started_at_ms: job.started_at_ms,
-        finished_at_ms: job.finished_at_ms,
     }
 }

@@ -173,68 +173,45 @@ impl AgentRecord {
 /// Redis has it (an empty string reads as absent): a job's hash grows
 /// through its life, and a field unreadable as its type reads as absent
 /// rather than failing the whole record.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobRecord {
-    pub id: Option<String>,
-    pub kind: Option<String>,
-    pub state: Option<JobState>,
-    pub priority: Option<Priority>,
-    /// The priority at submission, when ageing raised it since.
-    pub submitted_priority: Option<Priority>,
-    /// The job's arguments and, once succeeded, its result: JSON.
-    pub args: Option<Value>,
-    pub result: Option<Value>,
-    pub requires: Option<Requirements>,
-    pub timeout_ms: Option<u64>,
-    pub lease_timeout_ms: Option<u64>,
-    pub max_attempts: Option<u64>,
-    pub attempt: Option<u64>,
-    /// The agent holding its lease, or that held its last.
-    pub agent: Option<String>,
-    pub history: Vec<AttemptRecord>,
-    pub error: Option<String>,
-    pub unschedulable_reason: Option<String>,
-    pub submitted_at_ms: Option<u64>,
-    pub assigned_at_ms: Option<u64>,
-    pub started_at_ms: Option<u64>,
-    pub finished_at_ms: Option<u64>,
-}
+///
+/// The API shows a job exactly as Redis holds it, so the record and the
+/// document `GET /api/jobs/{id}` answers with are one type: a field added
+/// to the hash reaches fleetctl by being added there, once.
+pub type JobRecord = fleet_protocol::api::JobView;
 
-impl JobRecord {
-    /// Decodes the job hash; `None` when there is no such job.
-    pub(crate) fn decode(hash: &HashMap<String, String>) -> Option<JobRecord> {
-        if hash.is_empty() {
-            return None;
-        }
-        let text = |f: &str| hash.get(f).filter(|v| !v.is_empty()).cloned();
-        let num = |f: &str| text(f).and_then(|v| v.parse::<u64>().ok());
-        let json = |f: &str| text(f).and_then(|v| serde_json::from_str::<Value>(&v).ok());
-        let priority = |f: &str| num(f).and_then(|r| Priority::from_rank(r as u8));
-        Some(JobRecord {
-            id: text("id"),
-            kind: text("kind"),
-            state: text("state").and_then(|s| JobState::parse(&s)),
-            priority: priority("rank"),
-            submitted_priority: priority("submitted_rank"),
-            args: json("args"),
-            result: json("result"),
-            requires: text("requires").and_then(|r| serde_json::from_str(&r).ok()),
-            timeout_ms: num("timeout_ms"),
-            lease_timeout_ms: num("lease_timeout_ms"),
-            max_attempts: num("max_attempts"),
-            attempt: num("attempt"),
-            agent: text("agent"),
-            history: text("history")
-                .map(|h| decode_history(&h))
-                .unwrap_or_default(),
-            error: text("error"),
-            unschedulable_reason: text("unschedulable_reason"),
-            submitted_at_ms: num("submitted_at"),
-            assigned_at_ms: num("assigned_at"),
-            started_at_ms: num("started_at"),
-            finished_at_ms: num("finished_at"),
-        })
+/// Decodes the job hash; `None` when there is no such job.
+pub(crate) fn decode_job(hash: &HashMap<String, String>) -> Option<JobRecord> {
+    if hash.is_empty() {
+        return None;
     }
+    let text = |f: &str| hash.get(f).filter(|v| !v.is_empty()).cloned();
+    let num = |f: &str| text(f).and_then(|v| v.parse::<u64>().ok());
+    let json = |f: &str| text(f).and_then(|v| serde_json::from_str::<Value>(&v).ok());
+    let priority = |f: &str| num(f).and_then(|r| Priority::from_rank(r as u8));
+    Some(JobRecord {
+        id: text("id"),
+        kind: text("kind"),
+        state: text("state").and_then(|s| JobState::parse(&s)),
+        priority: priority("rank"),
+        submitted_priority: priority("submitted_rank"),
+        args: json("args"),
+        result: json("result"),
+        requires: text("requires").and_then(|r| serde_json::from_str(&r).ok()),
+        timeout_ms: num("timeout_ms"),
+        lease_timeout_ms: num("lease_timeout_ms"),
+        max_attempts: num("max_attempts"),
+        attempt: num("attempt"),
+        agent_id: text("agent"),
+        attempts: text("history")
+            .map(|h| decode_history(&h))
+            .unwrap_or_default(),
+        error: text("error"),
+        unschedulable_reason: text("unschedulable_reason"),
+        submitted_at_ms: num("submitted_at"),
+        assigned_at_ms: num("assigned_at"),
+        started_at_ms: num("started_at"),
+        finished_at_ms: num("finished_at"),
+    })
 }
 
 /// Decodes a job's attempt history (`history` in its hash, and in the

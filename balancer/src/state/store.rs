@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 use super::error::{StoreError, StoreResult};
 use super::event_batch::{EventArgs, EventReply};
 use super::records::{
-    decode_history, parse_perf, AgentRecord, JobRecord, Perf, Placement, QueuedJob,
+    decode_history, decode_job, parse_perf, AgentRecord, JobRecord, Perf, Placement, QueuedJob,
 };
 use super::replies::{Assigned, Cancelled, Enqueued, Expired, Lead, Retried};
 use super::scripts::Scripts;
@@ -677,7 +677,7 @@ impl Store {
     /// One job's hash, or `None` if no such job.
     pub async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
         let h: HashMap<String, String> = self.conn.clone().hgetall(self.keys.job(id)).await?;
-        Ok(JobRecord::decode(&h))
+        Ok(decode_job(&h))
     }
 
     /// The fleet-wide counters and the sizes of the queue, the parked
