@@ -88,11 +88,23 @@ pub async fn publish_reliably(js: &jetstream::Context, result: &JobResult) {
 
 /// The record of a dead-lettered job, its error being its last attempt's.
 pub fn dead(job_id: &str, attempts: Vec<AttemptRecord>, now_ms: u64) -> JobResult {
+    let error = attempts.last().and_then(|a| a.error.clone());
+    dead_with(job_id, attempts, error, now_ms)
+}
+
+/// The record of a dead-lettered job whose error the caller knows (the
+/// failure that spent its last attempt).
+pub fn dead_with(
+    job_id: &str,
+    attempts: Vec<AttemptRecord>,
+    error: Option<String>,
+    now_ms: u64,
+) -> JobResult {
     JobResult {
         job_id: job_id.to_string(),
         state: JobState::Dead,
         result: None,
-        error: attempts.last().and_then(|a| a.error.clone()),
+        error,
         agent_id: None,
         attempts,
         finished_at_ms: now_ms,

@@ -272,16 +272,12 @@ impl Events {
                     .iter()
                     .map(|d| {
                         tracing::warn!(job_id = %d.job_id, agent_id = %agent, "job dead-lettered: its agent restarted");
-                        JobResult {
-                            job_id: d.job_id.clone(),
-                            state: JobState::Dead,
-                            result: None,
-                            error: Some("agent restarted".to_string()),
-                            agent_id: None,
-                            attempts: d.history.clone(),
-                            finished_at_ms: now,
-                            timing: None,
-                        }
+                        results::dead_with(
+                            &d.job_id,
+                            d.history.clone(),
+                            Some("agent restarted".to_string()),
+                            now,
+                        )
                     })
                     .collect();
                 if dead.is_empty() {
@@ -445,16 +441,7 @@ impl Events {
 
 /// The dead letter of a job whose last attempt failed with `e`.
 fn dead_by_failure(e: &fleet_protocol::Failed, history: &[AttemptRecord], now: u64) -> JobResult {
-    JobResult {
-        job_id: e.job_id.clone(),
-        state: JobState::Dead,
-        result: None,
-        error: Some(e.error.clone()),
-        agent_id: None,
-        attempts: history.to_vec(),
-        finished_at_ms: now,
-        timing: None,
-    }
+    results::dead_with(&e.job_id, history.to_vec(), Some(e.error.clone()), now)
 }
 
 fn decode(message: &jetstream::Message) -> Result<AgentEvent, BadEvent> {
